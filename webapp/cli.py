@@ -1,0 +1,115 @@
+"""The `formwright` command: the Litestar CLI preset to our app, plus users and tokens commands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+from litestar.plugins import CLIPluginProtocol
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+T = TypeVar("T")
+
+
+def _run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from webapp.db import create_engine
+    from webapp.settings import get_settings
+
+    async def runner() -> T:
+        engine = create_engine(get_settings(), pool=False)
+        try:
+            async with async_sessionmaker(engine, expire_on_commit=False)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(runner())
+
+
+def _fail(exc: Exception) -> None:
+    from webapp.errors import ProblemError
+
+    if isinstance(exc, ProblemError):
+        raise click.ClickException(exc.detail) from None
+    raise exc
+
+
+@click.group(name="users", help="Manage user accounts.")
+def users_group() -> None:
+    pass
+
+
+@users_group.command(name="create", help="Create a user. Prompts for the password when --password is not given.")
+@click.argument("email")
+@click.option("--password", help="The password (prompted for, hidden, when omitted).")
+def create_user_command(email: str, password: str | None) -> None:
+    from webapp.accounts.service import check_email, create_user
+
+    check_email_or_fail(check_email, email)
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = _run_in_session(lambda s: create_user(s, email, password))
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+        return
+    click.echo(f"Created user {user.email} ({user.id})")
+
+
+def check_email_or_fail(check: Callable[[str], str], email: str) -> None:
+    from webapp.errors import ProblemError
+
+    try:
+        check(email)
+    except ProblemError as exc:
+        raise click.ClickException(exc.detail) from None
+
+
+@click.group(name="tokens", help="Manage API tokens.")
+def tokens_group() -> None:
+    pass
+
+
+@tokens_group.command(name="create", help="Create an API token for a user; prints it once, as the last line.")
+@click.argument("email")
+@click.option("--name", default="cli", show_default=True, help="A name to recognise the token by.")
+def create_token_command(email: str, name: str) -> None:
+    from webapp.accounts.service import create_token, get_user_by_email
+
+    async def work(session: AsyncSession) -> str:
+        user = await get_user_by_email(session, email)
+        if user is None:
+            raise click.ClickException(f"No user with the email {email.strip().lower()}; "
+                                       "create one with `formwright users create`.")
+        token, plaintext = await create_token(session, user, name)
+        click.echo(f"Created token {token.name!r} ({token.prefix}…) for {user.email}. "
+                   "Store it now: it is not shown again.")
+        return plaintext
+
+    try:
+        plaintext = _run_in_session(work)
+    except click.ClickException:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+        return
+    click.echo(plaintext)
+
+
+class CLIPlugin(CLIPluginProtocol):
+    def on_cli_init(self, cli: click.Group) -> None:
+        cli.add_command(users_group)
+        cli.add_command(tokens_group)
+
+
+def main() -> None:
+    os.environ.setdefault("LITESTAR_APP", "webapp.app:create_app")
+    os.environ.setdefault("LITESTAR_HOST", os.environ.get("HOST", "127.0.0.1"))
+    os.environ.setdefault("LITESTAR_PORT", os.environ.get("PORT", "8000"))
+    from litestar.cli.main import litestar_group
+
+    sys.exit(litestar_group())

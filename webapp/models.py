@@ -1,0 +1,20 @@
+"""Import every model so the metadata (and Alembic autogenerate) sees all tables."""
+
+from webapp.accounts.models import ApiToken, User
+from webapp.forms.models import CHOICE_KINDS, Form, FormStatus, Question, QuestionKind
+from webapp.outbox.models import OutboxEvent
+from webapp.responses.models import Answer, Response, ResponseStatus
+
+__all__ = (
+    "CHOICE_KINDS",
+    "Answer",
+    "ApiToken",
+    "Form",
+    "FormStatus",
+    "OutboxEvent",
+    "Question",
+    "QuestionKind",
+    "Response",
+    "ResponseStatus",
+    "User",
+)

@@ -1,0 +1,242 @@
+"""Submitting, reading, editing and deleting responses. Every write is one transaction that
+includes its outbox event."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7
+
+from webapp.errors import ProblemError, not_found
+from webapp.forms.definition import QuestionDef, questions_for
+from webapp.forms.models import Form
+from webapp.forms.service import accepting_state
+from webapp.outbox.events import (
+    RESPONSE_DELETED,
+    RESPONSE_SUBMITTED,
+    RESPONSE_UPDATED,
+    response_event,
+    write_event,
+)
+from webapp.responses.models import Answer, Response, ResponseStatus
+from webapp.responses.validation import CleanAnswer, parse_answer_items, validate_answers
+from webapp.timeutil import utcnow
+
+MAX_PAGE = 200
+
+
+@dataclass(slots=True)
+class ResponseView:
+    id: UUID
+    form_id: UUID
+    form_version: int
+    status: ResponseStatus
+    submitted_at: datetime
+    updated_at: datetime
+    answers: list[dict[str, Any]]
+
+
+def _invalid(errors: list[dict[str, Any]]) -> ProblemError:
+    n = len(errors)
+    return ProblemError(422, f"{n} answer{'s' if n != 1 else ''} need{'s' if n == 1 else ''} attention.",
+                        errors=errors)
+
+
+def _event_answers(clean: Sequence[CleanAnswer], qdefs: dict[UUID, QuestionDef]) -> list[dict[str, Any]]:
+    return [{"question_id": str(a.question_id), "kind": qdefs[a.question_id].kind.value,
+             "value": a.value, "text": a.text} for a in clean]
+
+
+async def _lock_for_limit(session: AsyncSession, form: Form) -> None:
+    """With a response limit, serialise submissions to this form and count under the lock."""
+    await session.execute(select(Form.id).where(Form.id == form.id).with_for_update())
+    count = await session.scalar(select(func.count()).select_from(Response).where(Response.form_id == form.id))
+    if form.max_responses is not None and (count or 0) >= form.max_responses:
+        raise ProblemError(409, f"This form has reached its limit of {form.max_responses} responses.",
+                           title="Form full")
+
+
+async def submit(
+    session: AsyncSession, form_id: UUID, items: Sequence[tuple[Any, Any]], *, region: str
+) -> ResponseView:
+    form = await session.scalar(select(Form).where(Form.id == form_id))
+    if form is None:
+        raise not_found("Form")
+    accepting_state(form)
+    questions = await questions_for(session, form.id, form.version)
+    answers, errors = parse_answer_items(items)
+    clean, more = validate_answers(questions, answers, region)
+    errors += more
+    if errors:
+        raise _invalid(errors)
+    if form.max_responses is not None:
+        await _lock_for_limit(session, form)
+    now = utcnow()
+    response_id = uuid7()
+    await session.execute(insert(Response).values(
+        id=response_id, form_id=form.id, submitted_at=now, updated_at=now, form_version=form.version,
+        status=ResponseStatus.COMPLETE))
+    await _insert_answers(session, response_id, clean)
+    qdefs = {q.id: q for q in questions}
+    event_answers = _event_answers(clean, qdefs)
+    await write_event(session, response_event(
+        RESPONSE_SUBMITTED, form_id=form.id, form_version=form.version, response_id=response_id,
+        submitted_at=now, answers=event_answers, occurred_at=now))
+    return ResponseView(response_id, form.id, form.version, ResponseStatus.COMPLETE, now, now,
+                        [{"question_id": a.question_id, "value": a.value, "text": a.text} for a in clean])
+
+
+async def _insert_answers(session: AsyncSession, response_id: UUID, clean: Sequence[CleanAnswer]) -> None:
+    if clean:
+        await session.execute(insert(Answer), [
+            {"id": uuid7(), "response_id": response_id, "question_id": a.question_id, "value": a.value,
+             "text": a.text} for a in clean])
+
+
+# ---- reading -----------------------------------------------------------------------------------
+
+def encode_cursor(submitted_at: datetime, response_id: UUID) -> str:
+    raw = f"{submitted_at.isoformat()}|{response_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, _, rid = raw.partition("|")
+        return datetime.fromisoformat(stamp), UUID(rid)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ProblemError(400, "The cursor is not valid; use the next_cursor value from a previous page.",
+                           errors=[{"field": "cursor", "message": "Invalid cursor."}]) from None
+
+
+async def _answers_for(session: AsyncSession, response_ids: Sequence[UUID]) -> dict[UUID, list[dict[str, Any]]]:
+    out: dict[UUID, list[dict[str, Any]]] = {rid: [] for rid in response_ids}
+    if not response_ids:
+        return out
+    rows = await session.execute(
+        select(Answer.response_id, Answer.question_id, Answer.value, Answer.text)
+        .where(Answer.response_id.in_(response_ids))
+    )
+    for rid, qid, value, text in rows:
+        out[rid].append({"question_id": qid, "value": value, "text": text})
+    return out
+
+
+def _order_answers(answers: list[dict[str, Any]], order: dict[UUID, int]) -> list[dict[str, Any]]:
+    return sorted(answers, key=lambda a: order.get(a["question_id"], 1 << 30))
+
+
+async def list_responses(
+    session: AsyncSession, form: Form, *, limit: int, cursor: str | None
+) -> tuple[list[ResponseView], str | None]:
+    """Newest first, keyset-paginated on (submitted_at, id): the cost of a page is the same at any depth."""
+    stmt = select(Response).where(Response.form_id == form.id)
+    if cursor:
+        stamp, rid = decode_cursor(cursor)
+        stmt = stmt.where(or_(Response.submitted_at < stamp,
+                              and_(Response.submitted_at == stamp, Response.id < rid)))
+    rows = list(await session.scalars(
+        stmt.order_by(Response.submitted_at.desc(), Response.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    answers = await _answers_for(session, [r.id for r in rows])
+    order = await _question_order(session, form)
+    views = [_view(r, _order_answers(answers[r.id], order)) for r in rows]
+    next_cursor = encode_cursor(rows[-1].submitted_at, rows[-1].id) if more and rows else None
+    return views, next_cursor
+
+
+async def _question_order(session: AsyncSession, form: Form) -> dict[UUID, int]:
+    questions = await questions_for(session, form.id, form.version)
+    return {q.id: i for i, q in enumerate(questions)}
+
+
+def _view(r: Response, answers: list[dict[str, Any]]) -> ResponseView:
+    return ResponseView(r.id, r.form_id, r.form_version, ResponseStatus(r.status), r.submitted_at,
+                        r.updated_at, answers)
+
+
+async def get_owned_response(
+    session: AsyncSession, owner_id: UUID, response_id: UUID, form_id: UUID | None = None
+) -> tuple[Response, Form]:
+    stmt = select(Response, Form).join(Form, Form.id == Response.form_id).where(
+        Response.id == response_id, Form.owner_id == owner_id)
+    if form_id is not None:
+        stmt = stmt.where(Response.form_id == form_id)
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        raise not_found("Response")
+    return row[0], row[1]
+
+
+async def response_view(session: AsyncSession, response: Response, form: Form) -> ResponseView:
+    answers = await _answers_for(session, [response.id])
+    order = await _question_order(session, form)
+    return _view(response, _order_answers(answers[response.id], order))
+
+
+async def list_all_responses(session: AsyncSession, owner_id: UUID, limit: int) -> list[ResponseView]:
+    """Every response across the owner's forms (the reference API's GET /response)."""
+    rows = list(await session.scalars(
+        select(Response).join(Form, Form.id == Response.form_id).where(Form.owner_id == owner_id)
+        .order_by(Response.submitted_at.desc(), Response.id.desc()).limit(limit)))
+    answers = await _answers_for(session, [r.id for r in rows])
+    return [_view(r, answers[r.id]) for r in rows]
+
+
+# ---- editing -----------------------------------------------------------------------------------
+
+async def update_response(
+    session: AsyncSession, response: Response, form: Form, items: Sequence[tuple[Any, Any]], *, region: str
+) -> ResponseView:
+    """Replace the given answers (a blank value clears one) and re-validate the whole response."""
+    questions = await questions_for(session, form.id, form.version)
+    given, errors = parse_answer_items(items)
+    existing = await _answers_for(session, [response.id])
+    active_ids = {str(q.id) for q in questions if not q.archived}
+    merged: dict[str, Any] = {str(a["question_id"]): a["value"] for a in existing[response.id]
+                              if str(a["question_id"]) in active_ids}
+    merged.update(given)
+    clean, more = validate_answers(questions, merged, region)
+    errors += more
+    if errors:
+        raise _invalid(errors)
+    # Answers to archived questions are kept as they were; active ones are replaced as a set.
+    active_uuids = [q.id for q in questions if not q.archived]
+    if active_uuids:
+        await session.execute(delete(Answer).where(
+            Answer.response_id == response.id, Answer.question_id.in_(active_uuids)))
+    await _insert_answers(session, response.id, clean)
+    now = utcnow()
+    await session.execute(update(Response).where(Response.id == response.id).values(updated_at=now))
+    response.updated_at = now
+    view = await response_view(session, response, form)
+    qdefs = {q.id: q for q in questions}
+    await write_event(session, response_event(
+        RESPONSE_UPDATED, form_id=form.id, form_version=form.version, response_id=response.id,
+        submitted_at=response.submitted_at,
+        answers=[{"question_id": str(a["question_id"]), "kind": qdefs[a["question_id"]].kind.value,
+                  "value": a["value"], "text": a["text"]} for a in view.answers if a["question_id"] in qdefs],
+        occurred_at=now))
+    return view
+
+
+async def delete_response(session: AsyncSession, response: Response, form: Form) -> None:
+    await session.execute(delete(Response).where(Response.id == response.id))
+    await write_event(session, response_event(
+        RESPONSE_DELETED, form_id=form.id, form_version=form.version, response_id=response.id,
+        submitted_at=response.submitted_at, answers=None))
+
+
+async def count_responses(session: AsyncSession, form_id: UUID) -> int:
+    return await session.scalar(select(func.count()).select_from(Response).where(Response.form_id == form_id)) or 0
+
