@@ -29,6 +29,7 @@ from logging.config import fileConfig
 from typing import TYPE_CHECKING, Any
 
 from advanced_alchemy.base import metadata_registry
+from advanced_alchemy.types import GUID
 from alembic import context
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
@@ -91,7 +92,7 @@ def _options(engine: AsyncEngine) -> dict[str, Any]:
 
     return {
         "target_metadata": metadata_registry.get(bind_key) if bind_key else metadata,
-        "compare_type": pick("compare_type", defaults.compare_type),
+        "compare_type": compare_type if pick("compare_type", defaults.compare_type) else False,
         "render_as_batch": pick("render_as_batch", defaults.render_as_batch),
         "version_table": pick("version_table_name", defaults.version_table_name),
         "version_table_schema": pick("version_table_schema", defaults.version_table_schema),
@@ -101,6 +102,22 @@ def _options(engine: AsyncEngine) -> dict[str, Any]:
         "process_revision_directives": _number_revisions,
         "on_version_apply": [_check_sqlite_foreign_keys],
     }
+
+
+def compare_type(
+    ctx: MigrationContext,
+    _inspected_column: Any,
+    _metadata_column: Any,
+    inspected_type: Any,
+    metadata_type: Any,
+) -> bool | None:
+    """Alembic's type comparison, except that SQLite reflects GUID's BINARY(16) as NUMERIC(16) (type
+    affinity), which is no change: without this every UUID column would show up in each autogenerate."""
+    if ctx.dialect.name == "sqlite" and isinstance(metadata_type, GUID):
+        sizes = (getattr(inspected_type, "precision", None), getattr(inspected_type, "length", None))
+        if 16 in sizes:
+            return False
+    return None  # alembic's default comparison
 
 
 def _number_revisions(ctx: MigrationContext, _revision: Any, directives: list[MigrationScript]) -> None:

@@ -7,7 +7,6 @@ Create Date: ${create_date}
 """
 
 import warnings
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic import op
@@ -31,10 +30,7 @@ from advanced_alchemy.types.password_hash.argon2 import Argon2Hasher
 from sqlalchemy import Text  # noqa: F401
 ${imports if imports else ""}
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-__all__ = ("downgrade", "upgrade", "schema_upgrades", "schema_downgrades", "data_upgrades", "data_downgrades")
+__all__ = ("data_downgrades", "data_upgrades", "downgrade", "schema_downgrades", "schema_upgrades", "upgrade")
 
 # Autogenerate renders advanced-alchemy's types with the `sa.` prefix (user_module_prefix="sa."),
 # so they are made reachable there. These names must stay importable for as long as the file exists.

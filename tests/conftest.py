@@ -57,8 +57,10 @@ async def clean_db(engine: AsyncEngine) -> None:
     await dbutil.truncate_all(engine)
 
 
-@pytest.fixture(scope="session")
-def app(settings: Settings, engine: AsyncEngine) -> Litestar:
+@pytest.fixture
+def app(settings: Settings) -> Litestar:
+    # One app (and engine) per test: the test client runs it on an event loop of its own,
+    # and pooled asyncpg connections cannot cross loops.
     return create_app(settings)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import structlog
 from advanced_alchemy.exceptions import NotFoundError
 from litestar import Request, Response
@@ -79,8 +80,20 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, Any]]:
     return out
 
 
+def _json_cause(exc: BaseException) -> msgspec.DecodeError | None:
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, msgspec.DecodeError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _friendly_detail(exc: HTTPException) -> str:
     detail = exc.detail or _TITLES.get(exc.status_code, "Error")
+    cause = _json_cause(exc)
+    if cause is not None and not isinstance(cause, msgspec.ValidationError):
+        return f"The request body is not valid JSON ({cause})."
     if isinstance(exc, ValidationException) and detail.startswith("Validation failed for"):
         return "The request is malformed: " + "; ".join(
             f"{e['field']}: {e['message']}" for e in _validation_errors(exc)

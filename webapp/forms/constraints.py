@@ -110,8 +110,9 @@ def check_constraints(  # noqa: C901, PLR0912
             err("min_length", "min_length cannot be negative.")
         if hi is not None and not 1 <= hi <= hard:
             err("max_length", f"max_length must be between 1 and {hard}.")
-        if lo is not None and hi is not None and lo > hi:
-            err("min_length", "min_length cannot be greater than max_length.")
+        if lo is not None and lo > (DEFAULT_MAX_LENGTH[kind] if hi is None else hi):
+            err("min_length", "min_length cannot be greater than max_length"
+                + (f" ({DEFAULT_MAX_LENGTH[kind]} unless set)." if hi is None else "."))
         pattern = constraints.get("pattern")
         if pattern is not None:
             if len(pattern) > MAX_PATTERN_LENGTH:

@@ -286,3 +286,37 @@ def accepting_state(form: Form) -> None:
     if form.closes_at is not None and form.closes_at <= utcnow():
         raise ProblemError(410, f"This form stopped accepting responses on {form.closes_at:%Y-%m-%d %H:%M} UTC.",
                            title="Form closed")
+
+
+# ---- lookups across an owner's forms (the reference API addresses questions by id alone) -----------
+
+async def get_owned_question(
+    session: AsyncSession, owner_id: UUID, question_id: UUID, *, lock: bool = False
+) -> tuple[Question, Form]:
+    """The question and its form if this user owns the form; 404 otherwise. `lock` locks the form row."""
+    row = (await session.execute(
+        select(Question, Form).join(Form, Form.id == Question.form_id)
+        .where(Question.id == question_id, Form.owner_id == owner_id)
+    )).first()
+    if row is None:
+        raise not_found("Question")
+    question, form = row[0], row[1]
+    if lock:
+        form = await get_owned_form(session, owner_id, form.id, lock=True)
+    return question, form
+
+
+async def list_owned_questions(
+    session: AsyncSession, owner_id: UUID, *, form_ids: Sequence[UUID] | None = None
+) -> list[Question]:
+    """Active questions of the owner's forms (optionally only these forms), form by form, in display order."""
+    stmt = (
+        select(Question).join(Form, Form.id == Question.form_id)
+        .where(Form.owner_id == owner_id, Question.archived_at.is_(None))
+    )
+    if form_ids is not None:
+        if not form_ids:
+            return []
+        stmt = stmt.where(Question.form_id.in_(form_ids))
+    stmt = stmt.order_by(Form.created_at, Form.id, Question.position, Question.id)
+    return list(await session.scalars(stmt))

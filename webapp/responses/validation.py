@@ -25,6 +25,7 @@ from webapp.forms.models import QuestionKind
 EMAIL_RE = re.compile(r"^[^@\s<>()\[\],;:\"\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 MAX_EMAIL_LENGTH = 320
 MAX_URL_LENGTH = 2048
+MAX_NUMBER_LENGTH = 100
 YES = frozenset({"yes", "true", "1", "y", "on"})
 NO = frozenset({"no", "false", "0", "n", "off"})
 
@@ -100,6 +101,8 @@ def _number(raw: Any, q: QuestionDef, _region: str) -> tuple[Any, str]:
     if isinstance(raw, int | float):
         number: int | float = raw
     elif isinstance(raw, str):
+        if len(raw.strip()) > MAX_NUMBER_LENGTH:  # also keeps str(int) under Python's 4300-digit limit
+            raise AnswerError(f"Enter a number of at most {MAX_NUMBER_LENGTH} characters.")
         try:
             dec = Decimal(raw.strip().replace(" ", ""))
         except InvalidOperation:
@@ -165,7 +168,7 @@ def _url(raw: Any, _q: QuestionDef, _region: str) -> tuple[Any, str]:
         host = parts.hostname or ""
     except ValueError:
         raise AnswerError("Enter a web address like https://example.com.") from None
-    if parts.scheme.lower() not in {"http", "https"} or not host or " " in value or \
+    if parts.scheme.lower() not in {"http", "https"} or not host or re.search(r"\s", value) or \
             ("." not in host and host != "localhost"):
         raise AnswerError("Enter a web address like https://example.com.")
     return value, value
@@ -227,7 +230,10 @@ def _rating(raw: Any, q: QuestionDef, _region: str) -> tuple[Any, str]:
     if isinstance(raw, bool):
         raise AnswerError(message)
     if isinstance(raw, str) and raw.strip().isdigit():
-        raw = int(raw.strip())
+        try:
+            raw = int(raw.strip())
+        except ValueError:  # isdigit() accepts "²"; int() also refuses more than 4300 digits
+            raise AnswerError(message) from None
     elif isinstance(raw, float) and raw.is_integer():
         raw = int(raw)
     if not isinstance(raw, int) or not 1 <= raw <= scale:

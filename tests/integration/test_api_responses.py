@@ -1,0 +1,252 @@
+"""Submissions and responses through the JSON API, with their outbox events."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from webapp.outbox.models import OutboxEvent
+from webapp.responses.models import Answer, Response
+
+
+async def _counts(sessionmaker) -> tuple[int, int, int]:
+    async with sessionmaker() as s:
+        return tuple(
+            [await s.scalar(select(func.count()).select_from(m)) for m in (Response, Answer, OutboxEvent)]
+        )
+
+
+async def _open_form(client, owner, questions, **extra):
+    r = await client.post(
+        "/api/v1/forms",
+        json={"title": "Survey", "status": "open", "questions": questions, **extra},
+        headers=owner.headers,
+    )
+    assert r.status_code == 201, r.text
+    form = r.json()
+    return form["id"], [q["id"] for q in form["questions"]]
+
+
+QUESTIONS = [
+    {"text": "Name", "mandatory": True},
+    {"text": "Age", "kind": "number", "constraints": {"min": 0, "integer_only": True}},
+    {"text": "Phone", "kind": "phone"},
+    {
+        "text": "Hobbies",
+        "kind": "multiple_choice",
+        "options": ["Chess", "Golf", "Judo"],
+        "constraints": {"max_selections": 2},
+    },
+    {"text": "Subscribe?", "kind": "yes_no", "mandatory": True},
+]
+
+
+async def test_submission_writes_response_answers_and_one_outbox_event(client, owner, sessionmaker):
+    fid, (name, age, phone, hobbies, sub) = await _open_form(client, owner, QUESTIONS)
+    r = await client.post(
+        f"/api/v1/forms/{fid}/responses",
+        json={
+            "answers": [
+                {"question_id": name, "value": "  Ada  "},
+                {"question_id": age, "value": "36"},
+                {"question_id": phone, "value": "(202) 555-0143"},
+                {"question_id": hobbies, "value": ["Judo", "Chess"]},
+                {"question_id": sub, "value": True},
+            ]
+        },
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    values = {a["question_id"]: (a["value"], a["text"]) for a in body["answers"]}
+    assert values == {
+        name: ("Ada", "Ada"),
+        age: (36, "36"),
+        phone: ("+12025550143", "+12025550143"),
+        hobbies: (["Chess", "Judo"], "Chess, Judo"),
+        sub: (True, "Yes"),
+    }
+    assert await _counts(sessionmaker) == (1, 5, 1)
+    async with sessionmaker() as s:
+        event = await s.scalar(select(OutboxEvent))
+    assert event.event_type == "response.submitted" and event.published_at is None
+    payload = event.payload
+    assert payload["response_id"] == body["id"] and payload["form_id"] == fid
+    assert payload["form_version"] == body["form_version"] == 1
+    assert payload["event_id"] == str(event.event_id)
+    assert {a["question_id"]: a["value"] for a in payload["answers"]}[phone] == "+12025550143"
+    assert datetime.fromisoformat(payload["submitted_at"]) == datetime.fromisoformat(body["submitted_at"])
+
+
+async def test_rejected_submission_lists_every_field_and_writes_nothing(client, owner, sessionmaker):
+    fid, (name, age, phone, hobbies, sub) = await _open_form(client, owner, QUESTIONS)
+    r = await client.post(
+        f"/api/v1/forms/{fid}/responses",
+        json={
+            "answers": {
+                name: "   ",
+                age: 3.5,
+                phone: "12",
+                hobbies: ["Chess", "Golf", "Judo"],
+                str(uuid.uuid4()): "x",
+            }
+        },
+    )
+    assert r.status_code == 422
+    errors = r.json()["errors"]
+    by_q = {e["question_id"]: e["message"] for e in errors}
+    assert set(by_q) >= {name, age, phone, hobbies, sub}
+    assert "required" in by_q[name] and "required" in by_q[sub]
+    assert "whole number" in by_q[age]
+    assert "at most 2" in by_q[hobbies]
+    assert len(errors) == 6
+    assert await _counts(sessionmaker) == (0, 0, 0)
+
+
+async def test_duplicate_answers_and_other_forms_questions_are_rejected(client, owner, sessionmaker):
+    fid, (name, *_rest) = await _open_form(client, owner, QUESTIONS[:1])
+    other_fid, (other_q,) = await _open_form(client, owner, [{"text": "Elsewhere"}])
+    r = await client.post(
+        f"/api/v1/forms/{fid}/responses",
+        json={"answers": [{"question_id": name, "value": "a"}, {"question_id": name.upper(), "value": "b"}]},
+    )
+    assert r.status_code == 422 and "more than once" in r.json()["errors"][0]["message"]
+    r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "a", other_q: "b"}})
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["question_id"] == other_q
+    assert await _counts(sessionmaker) == (0, 0, 0)
+
+
+async def test_bad_submission_bodies(client, owner):
+    fid, _ = await _open_form(client, owner, QUESTIONS[:1])
+    for body in [{}, {"answers": 5}, {"answers": [{"value": 1}]}, {"answers": {}, "extra": 1}]:
+        r = await client.post(f"/api/v1/forms/{fid}/responses", json=body)
+        assert r.status_code == 400, (body, r.text)
+    r = await client.post(
+        f"/api/v1/forms/{fid}/responses",
+        content=b"answers",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 415
+    r = await client.post(f"/api/v1/forms/{uuid.uuid4()}/responses", json={"answers": {}})
+    assert r.status_code == 404
+    r = await client.post("/api/v1/forms/123/responses", json={"answers": {}})
+    assert r.status_code == 400
+
+
+async def test_draft_closed_expired_and_full_forms_refuse_submissions(client, owner, sessionmaker):
+    r = await client.post(
+        "/api/v1/forms", json={"title": "D", "questions": [{"text": "Q"}]}, headers=owner.headers
+    )
+    draft = r.json()["id"]
+    r = await client.post(f"/api/v1/forms/{draft}/responses", json={"answers": {}})
+    assert r.status_code == 409 and "not published" in r.json()["detail"]
+    await client.patch(f"/api/v1/forms/{draft}", json={"status": "closed"}, headers=owner.headers)
+    r = await client.post(f"/api/v1/forms/{draft}/responses", json={"answers": {}})
+    assert r.status_code == 409 and "closed" in r.json()["detail"]
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    expired, _ = await _open_form(client, owner, [{"text": "Q"}], closes_at=past)
+    r = await client.post(f"/api/v1/forms/{expired}/responses", json={"answers": {}})
+    assert r.status_code == 410
+    full, (q,) = await _open_form(client, owner, [{"text": "Q"}], max_responses=2)
+    for i in range(2):
+        assert (
+            await client.post(f"/api/v1/forms/{full}/responses", json={"answers": {q: str(i)}})
+        ).status_code == 201
+    r = await client.post(f"/api/v1/forms/{full}/responses", json={"answers": {q: "3"}})
+    assert r.status_code == 409 and "limit of 2" in r.json()["detail"]
+    assert (await _counts(sessionmaker))[0] == 2
+
+
+async def test_response_limit_holds_under_concurrency(client, owner, sessionmaker):
+    fid, (q,) = await _open_form(client, owner, [{"text": "Q"}], max_responses=5)
+    results = await asyncio.gather(
+        *[client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {q: str(i)}}) for i in range(12)]
+    )
+    codes = sorted(r.status_code for r in results)
+    assert codes.count(201) == 5 and codes.count(409) == 7, codes
+    assert await _counts(sessionmaker) == (5, 5, 5)
+
+
+async def test_keyset_pagination_newest_first(client, owner):
+    fid, (q,) = await _open_form(client, owner, [{"text": "Q"}])
+    ids = []
+    for i in range(7):
+        ids.append(
+            (await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {q: f"a{i}"}})).json()["id"]
+        )
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = (
+            await client.get(f"/api/v1/forms/{fid}/responses", params=params, headers=owner.headers)
+        ).json()
+        seen += [r["id"] for r in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    r = await client.get(
+        f"/api/v1/forms/{fid}/responses", params={"cursor": "garbage!"}, headers=owner.headers
+    )
+    assert r.status_code == 400 and "cursor" in r.json()["detail"]
+    r = await client.get(f"/api/v1/forms/{fid}/responses", params={"limit": 1000}, headers=owner.headers)
+    assert r.status_code == 400
+
+
+async def test_update_response_revalidates_and_emits_event(client, owner, sessionmaker):
+    fid, (name, age, phone, hobbies, sub) = await _open_form(client, owner, QUESTIONS)
+    rid = (
+        await client.post(
+            f"/api/v1/forms/{fid}/responses", json={"answers": {name: "Ada", age: 36, sub: "no"}}
+        )
+    ).json()["id"]
+    url = f"/api/v1/forms/{fid}/responses/{rid}"
+    r = await client.patch(url, json={"answers": {age: -1, name: ""}}, headers=owner.headers)
+    assert r.status_code == 422 and len(r.json()["errors"]) == 2
+    r = await client.patch(url, json={"answers": {age: 37, hobbies: ["Golf"]}}, headers=owner.headers)
+    assert r.status_code == 200, r.text
+    got = (await client.get(url, headers=owner.headers)).json()
+    assert {a["question_id"]: a["value"] for a in got["answers"]} == {
+        name: "Ada",
+        age: 37,
+        hobbies: ["Golf"],
+        sub: False,
+    }
+    assert got["updated_at"] > got["submitted_at"]
+    r = await client.patch(url, json={"answers": {age: None}}, headers=owner.headers)
+    assert r.status_code == 200 and age not in {a["question_id"] for a in r.json()["answers"]}
+    async with sessionmaker() as s:
+        types = list(await s.scalars(select(OutboxEvent.event_type).order_by(OutboxEvent.id)))
+    assert types == ["response.submitted", "response.updated", "response.updated"]
+
+
+async def test_delete_response_emits_event_and_isolation(client, owner, make_owner, sessionmaker):
+    other = await make_owner()
+    fid, (name, *_r) = await _open_form(client, owner, QUESTIONS[:1])
+    rid = (await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "Ada"}})).json()["id"]
+    url = f"/api/v1/forms/{fid}/responses/{rid}"
+    for method in ("GET", "PATCH", "DELETE"):
+        r = await client.request(
+            method, url, json={"answers": {}} if method == "PATCH" else None, headers=other.headers
+        )
+        assert r.status_code == 404, method
+    r = await client.delete(url, headers=owner.headers)
+    assert r.status_code == 204
+    assert (await client.get(url, headers=owner.headers)).status_code == 404
+    async with sessionmaker() as s:
+        events = list(await s.scalars(select(OutboxEvent).order_by(OutboxEvent.id)))
+    assert [e.event_type for e in events] == ["response.submitted", "response.deleted"]
+    assert events[1].payload["response_id"] == rid
+    assert await _counts(sessionmaker) == (0, 0, 2)
+
+
+async def test_nul_characters_never_reach_the_database(client, owner, sessionmaker):
+    fid, (name, *_r) = await _open_form(client, owner, QUESTIONS[:1])
+    r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "a\u0000b"}})
+    assert r.status_code == 422 and "NUL" in r.json()["errors"][0]["message"]
+    r = await client.post("/api/v1/forms", json={"title": "x\u0000"}, headers=owner.headers)
+    assert r.status_code == 422
+    assert await _counts(sessionmaker) == (0, 0, 0)
