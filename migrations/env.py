@@ -12,11 +12,11 @@ A caller that already holds a sync `Connection` may pass it as `config.attribute
 
 SQLite: migrations run with `PRAGMA foreign_keys=OFF`, unlike the app. With foreign keys on, the
 "move and copy" rebuild that batch mode does for most ALTERs (`DROP TABLE users` + rename) performs an
-implicit `DELETE FROM users`, which cascades and silently empties every referencing table. This is the
-procedure SQLite documents for schema changes; `PRAGMA foreign_key_check` runs before each revision
-commits instead, so a revision that leaves dangling references fails and is rolled back. Each revision
-runs in one real transaction on SQLite too (pysqlite's implicit transactions are replaced by an
-explicit BEGIN), so a failed batch operation leaves no half-rebuilt table behind.
+implicit `DELETE FROM users`, which cascades and silently empties every referencing table. Keys off
+during the rebuild, then `PRAGMA foreign_key_check`, is the procedure SQLite documents; here the check
+runs before each revision commits, so a revision that leaves dangling references fails and is rolled
+back. Each revision runs in one real transaction on SQLite too (pysqlite's implicit transactions are
+replaced by an explicit BEGIN), so a failed batch operation leaves no half-rebuilt table behind.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _number_revisions(ctx: MigrationContext, _revision: Any, directives: list[Mi
 
 def _check_sqlite_foreign_keys(*, ctx: MigrationContext, step: Any, **_kw: Any) -> None:
     """Runs inside each revision's transaction, after its changes: dangling references roll it back."""
-    if ctx.connection is None or ctx.dialect.name != "sqlite":
+    if ctx.as_sql or ctx.connection is None or ctx.dialect.name != "sqlite":
         return
     problems = ctx.connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if problems:

@@ -70,6 +70,19 @@ async def client(app: Litestar, clean_db: None) -> AsyncIterator[AsyncTestClient
         yield c
 
 
+@pytest.fixture
+def app_for_url():
+    """A test client for an app on another database (e.g. one the CLI just migrated)."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def factory(url: str):
+        async with AsyncTestClient(create_app(replace(Settings(), env="test", database_url=url))) as c:
+            yield c
+
+    return factory
+
+
 @dataclass
 class Owner:
     id: object

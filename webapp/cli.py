@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import click
@@ -30,12 +31,15 @@ def _run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     return asyncio.run(runner())
 
 
-def _fail(exc: Exception) -> None:
+@contextmanager
+def _as_click_errors() -> Iterator[None]:
+    """Service errors carry a message meant for people: show it, without a traceback."""
     from webapp.errors import ProblemError
 
-    if isinstance(exc, ProblemError):
+    try:
+        yield
+    except ProblemError as exc:
         raise click.ClickException(exc.detail) from None
-    raise exc
 
 
 @click.group(name="users", help="Manage user accounts.")
@@ -47,26 +51,15 @@ def users_group() -> None:
 @click.argument("email")
 @click.option("--password", help="The password (prompted for, hidden, when omitted).")
 def create_user_command(email: str, password: str | None) -> None:
-    from webapp.accounts.service import check_email, create_user
+    from webapp.accounts.service import check_email, check_password, create_user
 
-    check_email_or_fail(check_email, email)
-    if password is None:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
+    with _as_click_errors():
+        check_email(email)  # before prompting, so a typo does not cost a password entry
+        if password is None:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        check_password(password)
         user = _run_in_session(lambda s: create_user(s, email, password))
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
-        return
     click.echo(f"Created user {user.email} ({user.id})")
-
-
-def check_email_or_fail(check: Callable[[str], str], email: str) -> None:
-    from webapp.errors import ProblemError
-
-    try:
-        check(email)
-    except ProblemError as exc:
-        raise click.ClickException(exc.detail) from None
 
 
 @click.group(name="tokens", help="Manage API tokens.")
@@ -83,20 +76,15 @@ def create_token_command(email: str, name: str) -> None:
     async def work(session: AsyncSession) -> str:
         user = await get_user_by_email(session, email)
         if user is None:
-            raise click.ClickException(f"No user with the email {email.strip().lower()}; "
-                                       "create one with `formwright users create`.")
+            raise click.ClickException(
+                f"No user with the email {email.strip().lower()}; create one with `formwright users create`."
+            )
         token, plaintext = await create_token(session, user, name)
-        click.echo(f"Created token {token.name!r} ({token.prefix}…) for {user.email}. "
-                   "Store it now: it is not shown again.")
+        click.echo(f"Created token {token.name!r} ({token.prefix}…) for {user.email}. Store it now: it is not shown again.")
         return plaintext
 
-    try:
+    with _as_click_errors():
         plaintext = _run_in_session(work)
-    except click.ClickException:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        _fail(exc)
-        return
     click.echo(plaintext)
 
 

@@ -74,7 +74,7 @@ def check_options(kind: QuestionKind, options: list[str] | None) -> tuple[list[s
     return cleaned, errors
 
 
-def check_constraints(  # noqa: C901, PLR0912
+def check_constraints(
     kind: QuestionKind, constraints: dict[str, Any] | None, options: list[str]
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """Return the constraints to store and a list of field errors."""

@@ -37,8 +37,8 @@ class QuestionUpdate(Struct, forbid_unknown_fields=True):
     kind: QuestionKind | UnsetType = UNSET
     help_text: HelpText | UnsetType = UNSET
     mandatory: bool | UnsetType = UNSET
-    options: list[Option] | None | UnsetType = UNSET
-    constraints: dict[str, Any] | None | UnsetType = UNSET
+    options: list[Option] | UnsetType | None = UNSET
+    constraints: dict[str, Any] | UnsetType | None = UNSET
 
 
 class QuestionReorder(Struct, forbid_unknown_fields=True):
@@ -61,10 +61,10 @@ class FormUpdate(Struct, forbid_unknown_fields=True):
     title: Title | UnsetType = UNSET
     description: Description | UnsetType = UNSET
     status: FormStatus | UnsetType = UNSET
-    email: Email | None | UnsetType = UNSET
-    created_by: CreatedBy | None | UnsetType = UNSET
-    closes_at: datetime | None | UnsetType = UNSET
-    max_responses: MaxResponses | None | UnsetType = UNSET
+    email: Email | UnsetType | None = UNSET
+    created_by: CreatedBy | UnsetType | None = UNSET
+    closes_at: datetime | UnsetType | None = UNSET
+    max_responses: MaxResponses | UnsetType | None = UNSET
     confirmation_message: Description | UnsetType = UNSET
 
 

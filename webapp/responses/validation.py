@@ -300,7 +300,7 @@ def validate_answers(
     by_id = {str(q.id): q for q in questions}
     errors: list[dict[str, Any]] = []
     clean: list[CleanAnswer] = []
-    for key, raw in answers.items():
+    for key in answers:
         q = by_id.get(key)
         if q is None:
             errors.append(field_error(None, key, "There is no such question in this form."))
