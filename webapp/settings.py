@@ -62,6 +62,18 @@ class Settings:
     max_body_bytes: int = 1_000_000
     log_level: str = "INFO"
     amqp_url: str = ""
+    # Integrations: the HTTP boundary is configurable so tests and staging can use other servers.
+    sheets_api_url: str = "https://sheets.googleapis.com"
+    google_token_uri: str = "https://oauth2.googleapis.com/token"
+    google_service_account_file: str = ""
+    twilio_api_url: str = "https://api.twilio.com"
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = field(default="", repr=False)
+    webhook_allow_private: bool = False
+    # Browser sessions and abuse protection.
+    session_days: int = 14
+    submit_rate_per_minute: int = 30
+    login_attempts_per_15min: int = 10
 
     @property
     def is_sqlite(self) -> bool:
@@ -96,6 +108,16 @@ class Settings:
             max_body_bytes=_int("MAX_BODY_BYTES", 1_000_000, minimum=1024),
             log_level=_env("LOG_LEVEL", "INFO").upper(),
             amqp_url=_env("AMQP_URL", ""),
+            sheets_api_url=_env("SHEETS_API_URL", cls.sheets_api_url).rstrip("/"),
+            google_token_uri=_env("GOOGLE_TOKEN_URI", cls.google_token_uri),
+            google_service_account_file=_env("GOOGLE_SERVICE_ACCOUNT_FILE", ""),
+            twilio_api_url=_env("TWILIO_API_URL", cls.twilio_api_url).rstrip("/"),
+            twilio_account_sid=_env("TWILIO_ACCOUNT_SID", ""),
+            twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN", "").strip(),
+            webhook_allow_private=_bool("WEBHOOK_ALLOW_PRIVATE", False),
+            session_days=_int("SESSION_DAYS", 14, minimum=1),
+            submit_rate_per_minute=_int("SUBMIT_RATE_PER_MINUTE", 30, minimum=0),
+            login_attempts_per_15min=_int("LOGIN_ATTEMPTS_PER_15MIN", 10, minimum=1),
         )
 
 
