@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test lint migrate install clean
+.PHONY: run run-prod bench test lint migrate install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,17 @@ migrate: $(STAMP)
 
 run: migrate
 	$(BIN)/formwright run --host $(HOST) --port $(PORT)
+
+# Production server: several uvicorn worker processes (WEB_CONCURRENCY, default the CPU count),
+# uvloop + httptools, no access log (the app logs what matters, with a request id).
+WEB_CONCURRENCY ?= $(shell nproc 2>/dev/null || echo 2)
+export WEB_CONCURRENCY
+run-prod: migrate
+	$(BIN)/uvicorn webapp.asgi:app --host $(HOST) --port $(PORT) --workers $(WEB_CONCURRENCY) \
+		--loop uvloop --http httptools --no-access-log --timeout-graceful-shutdown 20
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

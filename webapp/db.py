@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from advanced_alchemy.base import UUIDv7Base, orm_registry
 from advanced_alchemy.extensions.litestar import (
@@ -12,12 +14,12 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyAsyncConfig,
 )
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from webapp.settings import ROOT, Settings
 
-__all__ = ("Base", "create_engine", "metadata", "sqlalchemy_config")
+__all__ = ("Base", "create_engine", "fetch_one", "metadata", "sqlalchemy_config")
 
 # Time-ordered UUIDv7 keys keep inserts at the right edge of every index.
 Base = UUIDv7Base
@@ -66,3 +68,26 @@ def sqlalchemy_config(settings: Settings, engine: AsyncEngine | None = None) -> 
         ),
         create_all=False,
     )
+
+
+async def fetch_one(session: AsyncSession, sql: str, *params: Any) -> Any:
+    """One row of a small read, in a single round trip where the driver allows it.
+
+    On PostgreSQL, outside a transaction, the statement runs on a pooled connection in autocommit
+    (no BEGIN/COMMIT around it) as a prepared statement. `sql` uses $1, $2… placeholders; on
+    SQLite they are rewritten to ?.
+    """
+    engine = session.bind
+    if engine.dialect.name == "postgresql" and not session.in_transaction():
+        async with engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            return await raw.fetchrow(sql, *params)
+    stmt = re.sub(r"\$\d+", "?", sql)
+    conn = await session.connection()
+    result = await conn.exec_driver_sql(stmt, tuple(_sqlite_param(p) for p in params))
+    return result.first()
+
+
+def _sqlite_param(value: Any) -> Any:
+    # The embedded SQLite schema stores UUIDs as 16 raw bytes (advanced-alchemy's GUID).
+    return value.bytes if isinstance(value, UUID) else value

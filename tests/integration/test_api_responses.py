@@ -250,3 +250,36 @@ async def test_nul_characters_never_reach_the_database(client, owner, sessionmak
     r = await client.post("/api/v1/forms", json={"title": "x\u0000"}, headers=owner.headers)
     assert r.status_code == 422
     assert await _counts(sessionmaker) == (0, 0, 0)
+
+
+async def test_repeat_submissions_follow_every_change_to_the_form(client, owner, sessionmaker):
+    """After a first submission, later ones take the one-statement path on PostgreSQL; it must see
+    closing, reopening, new mandatory questions and response limits at once."""
+    fid, (name, *_r) = await _open_form(client, owner, QUESTIONS[:1])
+    for i in range(3):
+        r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: f"n{i}"}})
+        assert r.status_code == 201
+    await client.patch(f"/api/v1/forms/{fid}", json={"status": "closed"}, headers=owner.headers)
+    r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "late"}})
+    assert r.status_code == 409
+    await client.patch(f"/api/v1/forms/{fid}", json={"status": "open"}, headers=owner.headers)
+    new_q = (await client.post(f"/api/v1/forms/{fid}/questions", json={"text": "Email", "kind": "email",
+                                                                     "mandatory": True},
+                               headers=owner.headers)).json()["id"]
+    r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "x"}})
+    assert r.status_code == 422 and r.json()["errors"][0]["question_id"] == new_q
+    r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "x", new_q: "a@b.co"}})
+    assert r.status_code == 201 and r.json()["form_version"] == 2
+    await client.patch(f"/api/v1/forms/{fid}", json={"max_responses": 5}, headers=owner.headers)
+    r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "y", new_q: "a@b.co"}})
+    assert r.status_code == 201
+    r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "z", new_q: "a@b.co"}})
+    assert r.status_code == 409 and "limit of 5" in r.json()["detail"]
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    await client.patch(f"/api/v1/forms/{fid}", json={"max_responses": None, "closes_at": past}, headers=owner.headers)
+    r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "z", new_q: "a@b.co"}})
+    assert r.status_code == 410
+    assert await _counts(sessionmaker) == (5, 7, 5)
+    async with sessionmaker() as s:
+        versions = list(await s.scalars(select(OutboxEvent.payload["form_version"].as_integer()).order_by(OutboxEvent.id)))
+    assert versions == [1, 1, 1, 2, 2]

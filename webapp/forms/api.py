@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, MediaType, Response, delete, get, patch, post
 from litestar.di import Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,8 +16,9 @@ from webapp.accounts.deps import provide_optional_user, provide_user
 from webapp.accounts.models import User
 from webapp.errors import not_found
 from webapp.forms import service
-from webapp.forms.convert import form_out, public_form_out, question_out
+from webapp.forms.convert import form_out, question_out
 from webapp.forms.models import FormStatus
+from webapp.forms.public import public_definition
 from webapp.forms.schemas import (
     FormCreate,
     FormOut,
@@ -55,21 +57,26 @@ class FormController(Controller):
         return form_out(form, form.questions, 0)
 
     @get("/{form_id:str}", summary="Get a form with its questions",
-         dependencies={"user": Provide(provide_optional_user)})
+         dependencies={"user": Provide(provide_optional_user)},
+         responses={200: ResponseSpec(FormOut | PublicFormOut, description="The owner sees the whole form; "
+                                      "anyone else an open form's public definition")})
     async def get_form(
         self, db_session: AsyncSession, user: User | None, form_id: UUID,
         include_archived: bool = False,
-    ) -> FormOut | PublicFormOut:
+    ) -> Response[bytes] | FormOut:
         """Owners see everything; anyone else sees an open form's public definition."""
+        if user is None:
+            body = await public_definition(db_session, form_id)
+            if body is None:
+                raise not_found("Form")
+            return Response(body, media_type=MediaType.JSON)
         form = await service.get_public_form(db_session, form_id)
-        if form is None:
+        if form is None or (form.owner_id != user.id and form.status != FormStatus.OPEN):
             raise not_found("Form")
-        if user is not None and form.owner_id == user.id:
-            questions = await service.load_questions(db_session, form.id, include_archived=include_archived)
-            return form_out(form, questions, await count_responses(db_session, form.id))
-        if form.status != FormStatus.OPEN:
-            raise not_found("Form")
-        return public_form_out(form, await service.load_questions(db_session, form.id, include_archived=False))
+        if form.owner_id != user.id:
+            return Response(await public_definition(db_session, form_id) or b"", media_type=MediaType.JSON)
+        questions = await service.load_questions(db_session, form.id, include_archived=include_archived)
+        return form_out(form, questions, await count_responses(db_session, form.id))
 
     @patch("/{form_id:str}", summary="Update a form's settings")
     async def update_form(self, db_session: AsyncSession, user: User, form_id: UUID, data: FormUpdate) -> FormOut:
