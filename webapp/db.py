@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from advanced_alchemy.base import UUIDv7Base, orm_registry
 from advanced_alchemy.extensions.litestar import (
     AlembicAsyncConfig,
@@ -19,7 +20,7 @@ from sqlalchemy.pool import NullPool
 
 from webapp.settings import ROOT, Settings
 
-__all__ = ("Base", "create_engine", "fetch_one", "metadata", "sqlalchemy_config")
+__all__ = ("Base", "create_engine", "fetch_all", "fetch_one", "metadata", "sqlalchemy_config")
 
 # Time-ordered UUIDv7 keys keep inserts at the right edge of every index.
 Base = UUIDv7Base
@@ -35,10 +36,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _json_dumps(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
 def create_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
     """One place that knows how to open each database with the right options."""
     url = settings.database_url
-    kwargs: dict[str, Any] = {"echo": settings.db_echo}
+    # msgspec reads and writes JSON columns several times faster than the json module.
+    kwargs: dict[str, Any] = {"echo": settings.db_echo, "json_serializer": _json_dumps,
+                              "json_deserializer": msgspec.json.decode}
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1] if ":///" in url else ""
         if path and path != ":memory:":
@@ -86,6 +93,32 @@ async def fetch_one(session: AsyncSession, sql: str, *params: Any) -> Any:
     conn = await session.connection()
     result = await conn.exec_driver_sql(stmt, tuple(_sqlite_param(p) for p in params))
     return result.first()
+
+
+async def fetch_all(session: AsyncSession, sql: str, *params: Any) -> list[Any]:
+    """Rows of a read inside the session's transaction, on the driver directly where it pays off.
+
+    On PostgreSQL the statement is a prepared asyncpg statement (no ORM row processing); `sql` uses
+    $1, $2… placeholders and may use `= ANY($1)` for lists. On SQLite the placeholders become ? and
+    list parameters are expanded in place.
+    """
+    conn = await session.connection()
+    if session.bind.dialect.name == "postgresql":
+        raw = (await conn.get_raw_connection()).driver_connection
+        return list(await raw.fetch(sql, *params))
+    args: list[Any] = []
+
+    def expand(match: re.Match[str]) -> str:
+        value = params[int(match.group(1)) - 1]
+        if isinstance(value, list | tuple):
+            args.extend(_sqlite_param(v) for v in value)
+            return "(" + ", ".join("?" * len(value)) + ")" if value else "(NULL)"
+        args.append(_sqlite_param(value))
+        return "?"
+
+    stmt = re.sub(r"= ANY\(\$(\d+)\)", lambda m: "IN " + expand(m), sql)
+    stmt = re.sub(r"\$(\d+)", expand, stmt)
+    return list((await conn.exec_driver_sql(stmt, tuple(args))).all())
 
 
 def _sqlite_param(value: Any) -> Any:

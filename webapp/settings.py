@@ -31,6 +31,28 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _seconds(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise SettingsError(f"{name} must be more than 0 and at most 3600 seconds, got {value}")
+    return value
+
+
+def _tiers(name: str, default: str) -> tuple[int, ...]:
+    raw = _env(name, default)
+    try:
+        tiers = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"{name} must be comma-separated whole seconds like 10,60,600,3600, got {raw!r}") from None
+    if not tiers or any(t < 1 for t in tiers) or list(tiers) != sorted(set(tiers)):
+        raise SettingsError(f"{name} must list increasing delays of at least 1 second, got {raw!r}")
+    return tiers
+
+
 def _bool(name: str, default: bool) -> bool:
     raw = _env(name, "1" if default else "0").lower()
     if raw in {"1", "true", "yes", "on"}:
@@ -61,19 +83,38 @@ class Settings:
     default_phone_region: str = "US"
     max_body_bytes: int = 1_000_000
     log_level: str = "INFO"
+    metrics_port: int = 0  # relay and workers serve /metrics and /health here; 0 = off
     amqp_url: str = ""
     # Integrations: the HTTP boundary is configurable so tests and staging can use other servers.
     sheets_api_url: str = "https://sheets.googleapis.com"
-    google_token_uri: str = "https://oauth2.googleapis.com/token"
+    google_token_uri: str = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL, not a secret)
     google_service_account_file: str = ""
+    # Google counts 60 write (and 60 read) requests per minute per user; stay under it per account.
+    sheets_writes_per_minute: int = 60
+    sheets_timeout: float = 30.0
     twilio_api_url: str = "https://api.twilio.com"
     twilio_account_sid: str = ""
     twilio_auth_token: str = field(default="", repr=False)
     webhook_allow_private: bool = False
+    # How long a Twilio or webhook call may take before its outcome counts as unknown / retried.
+    twilio_timeout: float = 10.0
+    webhook_timeout: float = 10.0
     # Browser sessions and abuse protection.
     session_days: int = 14
     submit_rate_per_minute: int = 30
     login_attempts_per_15min: int = 10
+    # Delivery pipeline: relay, broker workers and the embedded (no broker) dispatcher.
+    amqp_namespace: str = ""  # prefix for exchange and queue names, so tests can isolate themselves
+    # Off for Settings() built in code (tests); from_env turns it on, so `make run` delivers in-process.
+    embedded_delivery: bool = False
+    outbox_batch_size: int = 100
+    outbox_poll_seconds: float = 1.0  # fallback when no LISTEN/NOTIFY wake-up arrives
+    publish_timeout: float = 10.0
+    retry_tiers: tuple[int, ...] = (10, 60, 600, 3600)
+    delivery_max_attempts: int = 6
+    delivery_handler_timeout: float = 60.0  # a call still running then counts as unknown
+    delivery_claim_timeout: float = 120.0  # an in-flight claim older than this was abandoned
+    worker_linger: float = 0.2  # how long a worker waits to fill a batch
 
     @property
     def is_sqlite(self) -> bool:
@@ -107,17 +148,32 @@ class Settings:
             default_phone_region=region,
             max_body_bytes=_int("MAX_BODY_BYTES", 1_000_000, minimum=1024),
             log_level=_env("LOG_LEVEL", "INFO").upper(),
+            metrics_port=_int("METRICS_PORT", 0, minimum=0),
             amqp_url=_env("AMQP_URL", ""),
             sheets_api_url=_env("SHEETS_API_URL", cls.sheets_api_url).rstrip("/"),
             google_token_uri=_env("GOOGLE_TOKEN_URI", cls.google_token_uri),
             google_service_account_file=_env("GOOGLE_SERVICE_ACCOUNT_FILE", ""),
+            sheets_writes_per_minute=_int("SHEETS_WRITES_PER_MINUTE", 60, minimum=1),
+            sheets_timeout=_seconds("SHEETS_TIMEOUT_SECONDS", 30.0),
             twilio_api_url=_env("TWILIO_API_URL", cls.twilio_api_url).rstrip("/"),
             twilio_account_sid=_env("TWILIO_ACCOUNT_SID", ""),
             twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN", "").strip(),
             webhook_allow_private=_bool("WEBHOOK_ALLOW_PRIVATE", False),
+            twilio_timeout=_seconds("TWILIO_TIMEOUT_SECONDS", 10.0),
+            webhook_timeout=_seconds("WEBHOOK_TIMEOUT_SECONDS", 10.0),
             session_days=_int("SESSION_DAYS", 14, minimum=1),
             submit_rate_per_minute=_int("SUBMIT_RATE_PER_MINUTE", 30, minimum=0),
             login_attempts_per_15min=_int("LOGIN_ATTEMPTS_PER_15MIN", 10, minimum=1),
+            amqp_namespace=_env("AMQP_NAMESPACE", ""),
+            embedded_delivery=_bool("EMBEDDED_DELIVERY", True),
+            outbox_batch_size=_int("OUTBOX_BATCH_SIZE", 100, minimum=1),
+            outbox_poll_seconds=_seconds("OUTBOX_POLL_SECONDS", 1.0),
+            publish_timeout=_seconds("AMQP_PUBLISH_TIMEOUT_SECONDS", 10.0),
+            retry_tiers=_tiers("DELIVERY_RETRY_TIERS", "10,60,600,3600"),
+            delivery_max_attempts=_int("DELIVERY_MAX_ATTEMPTS", 6, minimum=1),
+            delivery_handler_timeout=_seconds("DELIVERY_HANDLER_TIMEOUT_SECONDS", 60.0),
+            delivery_claim_timeout=_seconds("DELIVERY_CLAIM_TIMEOUT_SECONDS", 120.0),
+            worker_linger=_seconds("WORKER_LINGER_SECONDS", 0.2),
         )
 
 

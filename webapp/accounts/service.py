@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 from uuid import UUID
@@ -45,7 +46,8 @@ async def create_user(session: AsyncSession, email: str, password: str) -> User:
     check_password(password)
     if await get_user_by_email(session, email) is not None:
         raise ProblemError(409, f"A user with the email {email} already exists.")
-    user = User(email=email, password_hash=hash_password(password))
+    # Argon2 is deliberately slow: hash in a thread so other requests keep flowing.
+    user = User(email=email, password_hash=await asyncio.to_thread(hash_password, password))
     session.add(user)
     try:
         await session.flush()

@@ -45,11 +45,6 @@ def _region(request: Request) -> str:
     return settings.default_phone_region
 
 
-@get("/health", summary="Liveness: the process is up", tags=["ops"])
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
-
-
 class CompatFormController(Controller):
     path = "/form"
     tags = ["compat"]
@@ -173,4 +168,5 @@ class CompatResponseController(Controller):
         return CompatMessage(message="Response deleted.", id=response_id)
 
 
-compat_handlers = [health, CompatFormController, CompatQuestionController, CompatResponseController]
+# GET /health (the reference's liveness path) is served by webapp/health.py for every client.
+compat_handlers = [CompatFormController, CompatQuestionController, CompatResponseController]

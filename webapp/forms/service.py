@@ -320,3 +320,20 @@ async def list_owned_questions(
         stmt = stmt.where(Question.form_id.in_(form_ids))
     stmt = stmt.order_by(Form.created_at, Form.id, Question.position, Question.id)
     return list(await session.scalars(stmt))
+
+
+# ---- publishing (the builder's publish / close / reopen buttons) -----------------------------------
+
+async def change_status(session: AsyncSession, form: Form, status: FormStatus) -> Form:
+    """Publish, close or reopen. A form opens only with a question to answer and a close date
+    still ahead, so what the owner sees as "open" is what respondents can fill in."""
+    if status == FormStatus.OPEN:
+        if not await load_questions(session, form.id, include_archived=False):
+            raise ProblemError(422, "Add at least one question before publishing the form.",
+                               errors=[{"field": "status", "message": "Add at least one question first."}])
+        if form.closes_at is not None and form.closes_at <= utcnow():
+            raise ProblemError(422, "The close date has passed: change or clear it in the settings first.",
+                               errors=[{"field": "closes_at", "message": "This date has passed."}])
+    form.status = status
+    await session.flush()
+    return form

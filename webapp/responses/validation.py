@@ -294,9 +294,13 @@ def parse_answer_items(items: Sequence[tuple[Any, Any]]) -> tuple[dict[str, Any]
 
 
 def validate_answers(
-    questions: Sequence[QuestionDef], answers: Mapping[str, Any], region: str
+    questions: Sequence[QuestionDef], answers: Mapping[str, Any], region: str,
+    extra_required: frozenset[UUID] = frozenset(),
 ) -> tuple[list[CleanAnswer], list[dict[str, Any]]]:
-    """Check every answer against the active questions; report every failing field at once."""
+    """Check every answer against the active questions; report every failing field at once.
+
+    `extra_required`: questions an active integration needs (e.g. the SMS recipient's phone),
+    required here even when the form does not mark them mandatory."""
     by_id = {str(q.id): q for q in questions}
     errors: list[dict[str, Any]] = []
     clean: list[CleanAnswer] = []
@@ -311,7 +315,7 @@ def validate_answers(
             continue
         raw = answers.get(str(q.id))
         if is_blank(raw):
-            if q.mandatory:
+            if q.mandatory or q.id in extra_required:
                 errors.append(field_error(q, q.id, "This question is required."))
             continue
         try:

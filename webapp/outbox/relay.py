@@ -1,0 +1,253 @@
+"""`formwright relay`: publishes outbox rows to RabbitMQ, each exactly once as far as it can tell.
+
+One pass: claim a batch of unpublished rows (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so several
+relays share the work and never publish the same row at the same time), publish them all on a
+channel with publisher confirms (`mandatory`, persistent, message_id = event id, with a timeout),
+and mark published only the rows the broker confirmed, in the same transaction. A row whose
+publish was returned unroutable, nacked or timed out stays unpublished and is tried again.
+
+What can still happen is a duplicate: the relay dies after the broker confirmed and before the
+mark committed, and the next pass publishes the row again. Consumers absorb that in the ledger
+(one row per integration and event).
+
+It wakes on `NOTIFY formwright_outbox` (PostgreSQL; any writer may send it) and otherwise polls
+every OUTBOX_POLL_SECONDS. The submission transaction deliberately does not NOTIFY: PostgreSQL
+serialises committing transactions that notified on a database-wide lock held through the commit
+flush, which would cap submissions at roughly one per disk flush. While there is a backlog the
+relay does not wait between passes, so polling costs latency only when idle.
+
+A lost broker connection is survived: the pass fails, nothing is marked, and the relay reconnects
+with back-off and carries on where the table says it is.
+
+Every DELIVERY_CLAIM_TIMEOUT_SECONDS (at least 5 s, at most 5 min) it also sweeps the ledger for
+deliveries whose message was lost on the broker side (see `sweep`), so the broker path heals
+itself the way the embedded dispatcher's due-scan does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import aio_pika
+import asyncpg
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractExchange
+from aiormq.exceptions import DeliveryError, PublishError
+from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from webapp.db import create_engine
+from webapp.deliveries import ledger
+from webapp.outbox import broker
+from webapp.outbox.models import OutboxEvent
+from webapp.plugins import load_integrations
+from webapp.settings import Settings
+from webapp.timeutil import utcnow
+
+log = structlog.get_logger("webapp.outbox.relay")
+
+NOTIFY_CHANNEL = "formwright_outbox"
+MAX_BACKOFF = 10.0
+COMPLAIN_EVERY = 60.0  # seconds between log lines about the same stuck row
+
+
+class BrokerLost(Exception):
+    """The connection or channel went away mid-pass: reconnect."""
+
+
+class Relay:
+    def __init__(self, settings: Settings, kinds: list[str] | None = None) -> None:
+        if not settings.amqp_url:
+            raise ValueError("The relay needs AMQP_URL (amqp://user:password@host:5672/vhost).")
+        self.settings = settings
+        self.topology = broker.Topology.from_settings(settings)
+        self.kinds = kinds if kinds is not None else load_integrations().kinds()
+        self.db = create_engine(settings, pool=True)
+        self.sessionmaker = async_sessionmaker(self.db, expire_on_commit=False)
+        self.published = 0
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._complained: dict[int, float] = {}
+        self._sweep_every = min(max(settings.delivery_claim_timeout, 5.0), 300.0)
+
+    def stop(self) -> None:
+        """Finish the pass in hand (publish and mark), then return from `run`."""
+        self._stop.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen()) if self.db.dialect.name == "postgresql" else None
+        backoff = 0.5
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self._connected_loop()
+                    backoff = 0.5
+                except (OSError, ConnectionError, TimeoutError, BrokerLost, aio_pika.exceptions.AMQPError) as exc:
+                    log.warning("relay_broker_unavailable", error=f"{type(exc).__name__}: {exc}",
+                                retry_in=backoff)
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+                except Exception as exc:  # the database went away, most likely: same cure
+                    log.error("relay_pass_failed", error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+            await self.db.dispose()
+            log.info("relay_stopped", published=self.published)
+
+    async def _connected_loop(self) -> None:
+        connection = await aio_pika.connect(self.settings.amqp_url, timeout=self.settings.publish_timeout)
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            exchange = await broker.declare(channel, self.topology, self.kinds)
+            log.info("relay_connected", exchange=self.topology.exchange, kinds=self.kinds)
+            next_sweep = time.monotonic() + self._sweep_every
+            while not self._stop.is_set():
+                if time.monotonic() >= next_sweep:
+                    await self.sweep(channel, exchange)
+                    next_sweep = time.monotonic() + self._sweep_every
+                taken, failed = await self.publish_batch(exchange)
+                if taken == self.settings.outbox_batch_size and not failed:
+                    continue  # a backlog: go straight on
+                if connection.is_closed:
+                    raise BrokerLost("the connection closed")
+                await self._sleep(self.settings.outbox_poll_seconds)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 2)
+
+    async def publish_batch(self, exchange: AbstractExchange) -> tuple[int, int]:
+        """One pass; returns (rows taken, rows that failed to publish)."""
+        async with self.sessionmaker() as session, session.begin():
+            rows = await self._claim(session)
+            if not rows:
+                return 0, 0
+            results = await asyncio.gather(*(self._publish(exchange, payload) for _, payload in rows),
+                                           return_exceptions=True)
+            ok = [row_id for (row_id, _), r in zip(rows, results, strict=True) if r is None]
+            failed = [(row_id, r) for (row_id, _), r in zip(rows, results, strict=True) if r is not None]
+            now = utcnow()
+            if ok:
+                await session.execute(update(OutboxEvent).where(OutboxEvent.id.in_(ok))
+                                      .values(published_at=now, attempts=OutboxEvent.attempts + 1))
+            # Counted only when the broker refused the message itself (returned, nacked, no confirm in
+            # time): such a row then waits behind fresh ones. A dropped connection is nobody's fault.
+            refused = [row_id for row_id, exc in failed if isinstance(exc, PublishError | DeliveryError | TimeoutError)]
+            if refused:
+                await session.execute(update(OutboxEvent).where(OutboxEvent.id.in_(refused))
+                                      .values(attempts=OutboxEvent.attempts + 1))
+        self.published += len(ok)
+        if failed:
+            lost = [exc for _, exc in failed if not isinstance(exc, PublishError | DeliveryError)]
+            self._complain(failed)
+            if lost:  # the connection, not the message: reconnect (the rows stay unpublished)
+                raise BrokerLost(f"{len(lost)} publishes failed: {type(lost[0]).__name__}: {lost[0]}")
+        return len(rows), len(failed)
+
+    async def sweep(self, channel: AbstractChannel, exchange: AbstractExchange) -> int:
+        """Announce again (as delivery.retry) the ledger rows whose message was lost.
+
+        Only for kinds whose work queue is empty and consumed: then an overdue row has no message
+        waiting anywhere. (With a backlog or no worker, its message is most likely still queued.)
+        A copy that was not needed is absorbed by the ledger like any duplicate."""
+        from webapp.deliveries.service import retry_event
+
+        idle = []
+        for kind in self.kinds:
+            declared = await channel.declare_queue(self.topology.work_queue(kind), passive=True)
+            if declared.declaration_result.message_count == 0 and declared.declaration_result.consumer_count:
+                idle.append(kind)
+        if not idle:
+            return 0
+        now = utcnow()
+        async with self.sessionmaker() as session:
+            rows = await ledger.overdue(session, idle, now=now, grace=self.settings.delivery_claim_timeout, limit=500)
+        for delivery, kind in rows:
+            await self._publish(exchange, retry_event(delivery, kind, occurred_at=now))
+        if rows:
+            log.warning("relay_reannounced_lost_deliveries", count=len(rows), kinds=sorted({k for _, k in rows}))
+        return len(rows)
+
+    def _complain(self, failed: list[tuple[int, BaseException]]) -> None:
+        """Log each failing row, but one that keeps failing at most once a minute."""
+        now = time.monotonic()
+        for row_id, exc in failed:
+            if now - self._complained.get(row_id, -COMPLAIN_EVERY) >= COMPLAIN_EVERY:
+                self._complained[row_id] = now
+                log.error("relay_publish_failed", outbox_id=row_id, error=f"{type(exc).__name__}: {exc}")
+        if len(self._complained) > 10_000:
+            self._complained.clear()
+
+    async def _claim(self, session: AsyncSession) -> list[tuple[int, dict[str, Any]]]:
+        """Fresh rows first, in order; rows that failed before only fill what room is left, so a
+        row that cannot be routed never holds up the ones behind it."""
+        rows: list[tuple[int, dict[str, Any]]] = []
+        for fresh in (True, False):
+            room = self.settings.outbox_batch_size - len(rows)
+            if room <= 0:
+                break
+            stmt = (select(OutboxEvent.id, OutboxEvent.payload)
+                    .where(OutboxEvent.published_at.is_(None),
+                           OutboxEvent.attempts == 0 if fresh else OutboxEvent.attempts > 0)
+                    .order_by(OutboxEvent.id).limit(room))
+            if session.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows += [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
+        return rows
+
+    async def _publish(self, exchange: AbstractExchange, event: dict[str, Any]) -> None:
+        await exchange.publish(broker.message(event), broker.routing_key(event), mandatory=True,
+                               timeout=self.settings.publish_timeout)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _listen(self) -> None:
+        """LISTEN for wake-ups on a connection of its own; polling covers any gap."""
+        url = make_url(self.settings.database_url).set(drivername="postgresql")
+        while not self._stop.is_set():
+            conn = None
+            try:
+                conn = await asyncpg.connect(url.render_as_string(hide_password=False), timeout=10)
+                closed = asyncio.Event()
+                conn.add_termination_listener(lambda *_, closed=closed: closed.set())
+                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                await closed.wait()  # until the connection drops (then reconnect) or the task is cancelled
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("relay_listen_failed", error=type(exc).__name__)
+                await asyncio.sleep(2)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=2)
+
+
+async def run_relay(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then finish the pass in hand and return."""
+    import signal
+
+    from webapp.observability import start_metrics_server
+
+    relay = Relay(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, relay.stop)
+    metrics = start_metrics_server(settings.metrics_port)  # /metrics and /health on METRICS_PORT (0 = off)
+    try:
+        await relay.run()
+    finally:
+        if metrics is not None:
+            metrics.stop()
