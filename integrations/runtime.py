@@ -67,6 +67,7 @@ class Worker:
         self.engine = DeliveryEngine(async_sessionmaker(self.db, expire_on_commit=False), settings, self.registry)
         self.acked = 0
         self._stop = asyncio.Event()
+        self._connected = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -75,10 +76,11 @@ class Worker:
         backoff = 0.5
         try:
             while not self._stop.is_set():
+                self._connected = False
                 try:
                     await self._session()
-                    backoff = 0.5
                 except Exception as exc:  # the broker or the database went away; both heal
+                    backoff = 0.5 if self._connected else backoff  # a fresh outage starts the back-off again
                     log.warning("worker_session_ended", kinds=self.kinds, error=f"{type(exc).__name__}: {exc}",
                                 retry_in=backoff)
                     with contextlib.suppress(TimeoutError):
@@ -90,6 +92,7 @@ class Worker:
 
     async def _session(self) -> None:
         connection = await aio_pika.connect(self.settings.amqp_url, timeout=10)
+        self._connected = True
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_: lost.set())
         try:
@@ -100,12 +103,14 @@ class Worker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5)
         if lost.is_set() and not self._stop.is_set():
-            raise BrokerLost("the broker connection closed")
+            raise BrokerLost("the broker connection or a channel closed")
 
     async def _consume(self, connection: AbstractConnection, kind: str, lost: asyncio.Event) -> None:
         integration = self.registry.integrations[kind]
         batch_size = max(1, int(getattr(integration, "batch_size", 1) or 1))
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        # A channel the broker closed (a channel-level error) delivers nothing more: start afresh.
+        channel.close_callbacks.add(lambda *_: lost.set())
         await channel.set_qos(prefetch_count=2 * batch_size)
         await broker.declare(channel, self.topology, [kind])
         queue = await channel.get_queue(self.topology.work_queue(kind), ensure=True)
@@ -122,7 +127,7 @@ class Worker:
                 if batch:
                     await self._handle(channel, kind, batch, lost)
         finally:
-            if not lost.is_set() and not channel.is_closed:
+            if not channel.is_closed:
                 # Stop the flow first, then hand back what was prefetched but not started.
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag, timeout=5)

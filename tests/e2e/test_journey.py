@@ -104,6 +104,8 @@ async def _build(page, shot) -> str:
         await cards["Email"].get_by_role("button", name="↑ Move up").click()
     await expect(page.locator(".qcard").nth(2)).to_contain_text("Email")
     await expect(page.locator("#questions-announce")).to_have_text("Moved “Email” to position 3 of 12.")
+    # Focus stays on the button just used, so the keyboard can keep moving the same question.
+    await expect(cards["Email"].get_by_role("button", name="↑ Move up")).to_be_focused()
     # Both cards must be on screen for the mouse to carry one onto the other.
     await page.set_viewport_size({"width": 1280, "height": 2400})
     await page.evaluate("window.scrollTo(0, 0)")

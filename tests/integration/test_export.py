@@ -151,3 +151,22 @@ async def test_limit_exports_only_the_oldest_responses(client, owner, sessionmak
     assert [row[0] for row in _rows(r.content)[1:]] == [str(i) for i in ids[:7]]
     r = await client.get(f"/api/v1/forms/{fid}/responses.csv?limit=0", headers=owner.headers)
     assert r.status_code == 400 and "limit" in r.text
+
+
+async def test_a_client_that_stops_reading_releases_the_connections(client, owner, sessionmaker, engine):
+    fid, qids = await _open_form(client, owner, [{"text": "Who"}, {"text": "Count", "kind": "number"}])
+    form_id = uuid.UUID(fid)
+    await _bulk_responses(sessionmaker, form_id, [uuid.UUID(q) for q in qids], 40, start=datetime(2024, 1, 1,
+                                                                                                   tzinfo=UTC))
+    async with sessionmaker() as s:
+        form = await s.get(Form, form_id)
+        questions = await questions_for(s, form.id, form.version)
+    in_use = engine.pool.checkedout()
+    stream = stream_csv(engine, form_id, questions, batch_size=5)
+    first = [await anext(stream), await anext(stream)]  # the header and one batch, then the client leaves
+    await stream.aclose()
+    assert len(_rows(b"".join(first))) == 6
+    assert engine.pool.checkedout() == in_use
+    # The pool's connections are healthy: the next export is complete.
+    rows = _rows(b"".join([chunk async for chunk in stream_csv(engine, form_id, questions, batch_size=5)]))
+    assert len(rows) == 41

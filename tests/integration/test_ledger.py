@@ -22,7 +22,7 @@ from tests.pipeline_fixtures import (
 )
 from webapp.app import create_app
 from webapp.deliveries import ledger
-from webapp.deliveries.embedded import EmbeddedDispatcher
+from webapp.deliveries.embedded import EmbeddedDispatcher, embedded_lifespan
 from webapp.deliveries.engine import BadEvent, DeliveryEngine, check_event
 from webapp.deliveries.models import DeliveryState
 from webapp.outbox.models import OutboxEvent
@@ -222,7 +222,7 @@ async def test_without_integrations_events_are_just_marked_dispatched(client, ow
     assert await delivery_rows(sessionmaker) == []
 
 
-async def test_the_web_process_delivers_in_the_background(owner, sessionmaker, settings, echo_sink):
+async def test_the_web_process_delivers_in_the_background(owner, engine, sessionmaker, settings, echo_sink):
     """`make run` with no AMQP_URL: the app's own lifespan task delivers."""
     app = create_app(replace(settings, embedded_delivery=True, outbox_poll_seconds=0.1))
     async with AsyncTestClient(app) as client:
@@ -231,9 +231,10 @@ async def test_the_web_process_delivers_in_the_background(owner, sessionmaker, s
         rid = await submit(client, form_id, qid, "Ada")
         await wait_until(echo_sink.count, timeout=10, what="the background delivery")
     assert [line["response_id"] for line in echo_sink.lines()] == [rid]
-    # With a broker configured, the web process leaves delivery to the relay and workers.
-    assert create_app(replace(settings, embedded_delivery=True, amqp_url="amqp://x")).state.get(
-        "delivery_dispatcher") is None
+    # With a broker configured (or the setting off), the web process leaves delivery to the relay and workers.
+    assert embedded_lifespan(replace(settings, embedded_delivery=True, amqp_url="amqp://x"), engine) == []
+    assert embedded_lifespan(replace(settings, embedded_delivery=False), engine) == []
+    assert len(embedded_lifespan(replace(settings, embedded_delivery=True), engine)) == 1
 
 
 def test_malformed_events_are_rejected_with_a_reason():

@@ -336,3 +336,15 @@ async def test_anonymous_visitors_are_sent_to_log_in(client, owner):
     form = await api_form(client, owner)
     r = await client.get(f"/forms/{form['id']}/edit", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == f"/login?next=/forms/{form['id']}/edit"
+
+
+async def test_a_close_date_that_has_passed_does_not_block_other_settings(client, owner, sessionmaker):
+    form, token, _ = await _signed_in(client, owner)
+    past = utcnow().replace(second=0, microsecond=0) - timedelta(days=1)
+    async with sessionmaker() as s, s.begin():
+        (await s.get(Form, uuid.UUID(form["id"]))).closes_at = past
+    r = await _post(client, f"/forms/{form['id']}/edit/settings", token, {
+        "closes_at": past.strftime("%Y-%m-%dT%H:%M"), "confirmation_message": "See you next year"})
+    assert r.status_code == 200, r.text
+    stored = await _form(sessionmaker, form["id"])
+    assert (stored.closes_at, stored.confirmation_message) == (past, "See you next year")

@@ -185,7 +185,7 @@ async def test_summary_draws_charts_statistics_and_latest_answers(client, owner)
              for row in re.findall(r"<tr>(.*?)</tr>", chart.split("<tbody>")[1], re.S)]
     assert table == [("Chess", "1", "50%"), ("Golf", "0", "0%"), ("Judo", "2", "100%")]
     assert "percentages can add up to more than 100%" in chart
-    assert '<rect x="0" y="101" width="560.0" height="12" rx="6" class="chart__bar"' in chart  # Judo: full
+    assert '<rect x="0" y="102" width="100.0%" height="10" rx="5" class="chart__bar"' in chart  # Judo: full
     yes_no = re.search(rf'id="chart-{ids[2]}">(.*?)</figure>', r.text, re.S).group(1)
     assert "2 · 67%" in yes_no and "1 · 33%" in yes_no
     stats = re.search(r'<dl class="stats">(.*?)</dl>', r.text, re.S).group(1)

@@ -32,7 +32,7 @@ pytest_plugins = ("tests.pipeline_fixtures",)
 
 def _postgres_only(backend: str) -> None:
     if backend != "postgres":
-        pytest.skip("SKIP LOCKED and the crash/outage faults are exercised on PostgreSQL, the broker-path database")
+        pytest.skip("exercised on PostgreSQL, the broker-path database: SKIP LOCKED, LISTEN/NOTIFY, crash and outage")
 
 
 async def _unpublished(sessionmaker) -> int:
@@ -94,6 +94,21 @@ async def test_an_unroutable_event_stays_unpublished(clean_db, sessionmaker, pip
     by_id = await wait_until(good_published, timeout=30, what="the good rows to publish and the stray one to fail")
     assert by_id[stray["event_id"]][1] is None
     assert "NO_ROUTE" in relay.log()
+
+
+async def test_a_notify_wakes_the_relay_without_waiting_for_its_poll(
+    backend, clean_db, engine, sessionmaker, pipeline_settings, echo_plugin, processes
+):
+    _postgres_only(backend)
+    relay = processes.relay(pipeline_env(replace(pipeline_settings, outbox_poll_seconds=600.0), echo_plugin))
+    await wait_until(lambda: "relay_connected" in relay.log(), timeout=30, what="the relay to start")
+    await wait_until(lambda: "relay_listening" in relay.log(), timeout=30, what="the relay to LISTEN")
+    [event_id] = await _write_events(sessionmaker, 1)
+    async with engine.begin() as conn:
+        await conn.execute(text("NOTIFY formwright_outbox"))
+    await wait_until(lambda: _published_all(sessionmaker), timeout=20, what="the woken relay to publish")
+    topology = broker.Topology.from_settings(pipeline_settings)
+    assert [m.message_id for m in await drain(pipeline_settings.amqp_url, topology.work_queue("echo"))] == [event_id]
 
 
 async def test_several_relays_never_publish_a_row_twice(

@@ -88,6 +88,7 @@ class EmbeddedDispatcher:
         """Until cancelled: work while there is work, then wait for a wake-up or the poll interval."""
         log.info("embedded_delivery_started", kinds=self.engine.registry.kinds())
         while not self._stopping:
+            self._wake.clear()  # before the pass: a wake-up that arrives during it is not lost
             try:
                 busy = await self.run_once()
             except asyncio.CancelledError:
@@ -97,7 +98,6 @@ class EmbeddedDispatcher:
                 busy = 0
             if busy:
                 continue
-            self._wake.clear()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_seconds)
 

@@ -331,7 +331,7 @@ def _settings_values(form: Form, **extra: Any) -> dict[str, Any]:
             "confirmation_message": form.confirmation_message, "errors": {}, "saved": False, **extra}
 
 
-def _parse_settings(data: Any) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+def _parse_settings(data: Any, form: Form) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
     shown = {"closes_at": _text(data, "closes_at").strip(), "max_responses": _text(data, "max_responses").strip(),
              "confirmation_message": _text(data, "confirmation_message")}
     errors: dict[str, str] = {}
@@ -343,7 +343,8 @@ def _parse_settings(data: Any) -> tuple[dict[str, Any], dict[str, str], dict[str
         except ValueError:
             errors["closes_at"] = "Enter a date and time, e.g. 2026-12-31 18:00."
         else:
-            if closes <= utcnow():
+            # A date that has passed may stay as it was (the form closed then), not be newly set.
+            if closes <= utcnow() and shown["closes_at"] != _settings_values(form)["closes_at"]:
                 errors["closes_at"] = "Choose a time in the future, or use Close to stop responses now."
             changes["closes_at"] = closes
     else:
@@ -361,7 +362,7 @@ def _parse_settings(data: Any) -> tuple[dict[str, Any], dict[str, str], dict[str
 @post("/forms/{form_id:str}/edit/settings", dependencies=page_user, name="builder_settings")
 async def save_settings(request: Request, db_session: AsyncSession, user: User, form_id: str) -> Any:
     form = await _owned(db_session, user, form_id)
-    changes, errors, shown = _parse_settings(await form_data(request))
+    changes, errors, shown = _parse_settings(await form_data(request), form)
     if not errors:
         try:
             update = msgspec.convert(changes, FormUpdate)

@@ -73,6 +73,7 @@ class Relay:
         self._stop = asyncio.Event()
         self._complained: dict[int, float] = {}
         self._sweep_every = min(max(settings.delivery_claim_timeout, 5.0), 300.0)
+        self._connected = False
 
     def stop(self) -> None:
         """Finish the pass in hand (publish and mark), then return from `run`."""
@@ -84,17 +85,19 @@ class Relay:
         backoff = 0.5
         try:
             while not self._stop.is_set():
+                self._connected = False
                 try:
                     await self._connected_loop()
-                    backoff = 0.5
                 except (OSError, ConnectionError, TimeoutError, BrokerLost, aio_pika.exceptions.AMQPError) as exc:
+                    backoff = 0.5 if self._connected else backoff  # a fresh outage starts the back-off again
                     log.warning("relay_broker_unavailable", error=f"{type(exc).__name__}: {exc}",
                                 retry_in=backoff)
-                    await self._sleep(backoff)
+                    await self._backoff(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
                 except Exception as exc:  # the database went away, most likely: same cure
+                    backoff = 0.5 if self._connected else backoff
                     log.error("relay_pass_failed", error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
-                    await self._sleep(backoff)
+                    await self._backoff(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
         finally:
             if listener is not None:
@@ -110,8 +113,10 @@ class Relay:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             exchange = await broker.declare(channel, self.topology, self.kinds)
             log.info("relay_connected", exchange=self.topology.exchange, kinds=self.kinds)
+            self._connected = True
             next_sweep = time.monotonic() + self._sweep_every
             while not self._stop.is_set():
+                self._wake.clear()  # before the pass: a wake-up that arrives during it is not lost
                 if time.monotonic() >= next_sweep:
                     await self.sweep(channel, exchange)
                     next_sweep = time.monotonic() + self._sweep_every
@@ -208,8 +213,12 @@ class Relay:
         await exchange.publish(broker.message(event), broker.routing_key(event), mandatory=True,
                                timeout=self.settings.publish_timeout)
 
+    async def _backoff(self, seconds: float) -> None:
+        """Wait before reconnecting; only a stop cuts it short (wake-ups would make it spin)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
     async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
@@ -223,6 +232,7 @@ class Relay:
                 closed = asyncio.Event()
                 conn.add_termination_listener(lambda *_, closed=closed: closed.set())
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                log.info("relay_listening", channel=NOTIFY_CHANNEL)
                 await closed.wait()  # until the connection drops (then reconnect) or the task is cancelled
             except asyncio.CancelledError:
                 raise

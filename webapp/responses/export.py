@@ -15,7 +15,7 @@ import io
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
-from contextlib import suppress
+from contextlib import aclosing, suppress
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -32,7 +32,9 @@ from webapp.responses.models import Answer, Response
 from webapp.timeutil import utcnow
 
 BATCH_SIZE = 5_000  # responses per query on the portable path
-PG_BATCH_SIZE = 20_000  # responses per COPY on PostgreSQL (about 6 MB of CSV for 10 questions)
+PG_BATCH_SIZE = 20_000  # responses per COPY on PostgreSQL
+QUEUE_CHUNKS = 16  # network reads buffered per COPY, so memory does not grow with the rows' width
+CHUNK_BYTES = 1 << 20  # what the response writes at a time
 BOM = "\ufeff"
 LINE_END = "\n"  # what PostgreSQL's COPY writes; both paths must produce the same file
 FIXED_HEADER = ("Response ID", "Submitted at", "Updated at", "Status")
@@ -79,8 +81,9 @@ async def stream_csv(engine: AsyncEngine, form_id: UUID, questions: Sequence[Que
         batches = _postgres_batches(engine, form_id, columns, batch_size or PG_BATCH_SIZE, limit)
     else:
         batches = _portable_batches(engine, form_id, columns, batch_size or BATCH_SIZE, limit)
-    async for chunk in batches:
-        yield chunk
+    async with aclosing(batches):  # a client that stops reading releases the connections at once
+        async for chunk in batches:
+            yield chunk
 
 
 # ---- PostgreSQL: COPY writes the CSV ----------------------------------------------------------------
@@ -153,21 +156,28 @@ async def _pg_ranges(raw: Any, form_id: UUID, batch_size: int, limit: int | None
     return list(zip([None, *keys[:-1]], keys, strict=True)) if keys else []
 
 
-async def _pg_copy(raw: Any, query: str) -> bytes:
-    parts: list[bytes] = []
+_DONE = object()
+
+
+async def _pg_copy(raw: Any, query: str, out: asyncio.Queue[Any]) -> None:
+    """Run one COPY into a bounded queue: when the reader falls behind, PostgreSQL waits."""
 
     async def collect(data: bytes) -> None:
-        parts.append(bytes(data))
+        await out.put(bytes(data))
 
-    await raw.copy_from_query(query, output=collect, format="csv")
-    return b"".join(parts)
+    try:
+        await raw.copy_from_query(query, output=collect, format="csv")
+    except Exception as exc:  # handed to the reader, which raises it in order
+        await out.put(exc)
+        return
+    await out.put(_DONE)
 
 
 async def _postgres_batches(engine: AsyncEngine, form_id: UUID, columns: Sequence[tuple[UUID, bool]],
                             batch_size: int, limit: int | None) -> AsyncIterator[bytes]:
     """COPY the batches on two connections sharing one snapshot, so the database works on the
-    next batch while this one is sent: about twice the throughput on two cores. Batches still
-    come out in order, and at most three are held in memory at once."""
+    next batch while this one is sent: about twice the throughput on two cores. Batches come
+    out in order; memory is bounded by two small queues, whatever the width of the rows."""
     async with engine.connect() as first_conn, engine.connect() as second_conn:
         first = (await first_conn.get_raw_connection()).driver_connection
         second = (await second_conn.get_raw_connection()).driver_connection
@@ -178,20 +188,32 @@ async def _postgres_batches(engine: AsyncEngine, form_id: UUID, columns: Sequenc
             async with second.transaction(isolation="repeatable_read", readonly=True):
                 await second.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'; {_PG_SESSION}")
                 workers = (first, second)
-                tasks: dict[int, asyncio.Task[bytes]] = {}
+                tasks: dict[int, asyncio.Task[None]] = {}
+                queues: dict[int, asyncio.Queue[Any]] = {}
 
                 def start(i: int) -> None:
+                    queues[i] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
                     query = postgres_export_query(form_id, columns, *ranges[i])
-                    tasks[i] = asyncio.ensure_future(_pg_copy(workers[i % 2], query))
+                    tasks[i] = asyncio.ensure_future(_pg_copy(workers[i % 2], query, queues[i]))
 
                 try:
                     for i in range(min(2, len(ranges))):
                         start(i)
                     for i in range(len(ranges)):
-                        chunk = await tasks.pop(i)
+                        queue, pending, size = queues.pop(i), [], 0
+                        while (item := await queue.get()) is not _DONE:
+                            if isinstance(item, Exception):
+                                raise item
+                            pending.append(item)
+                            size += len(item)
+                            if size >= CHUNK_BYTES:
+                                yield b"".join(pending)
+                                pending, size = [], 0
+                        await tasks.pop(i)
                         if i + 2 < len(ranges):
-                            start(i + 2)
-                        yield chunk
+                            start(i + 2)  # on the connection this batch just freed
+                        if pending:
+                            yield b"".join(pending)
                 finally:
                     # The client went away or a query failed: stop the other COPY before the
                     # transactions end and the connections go back to the pool.
