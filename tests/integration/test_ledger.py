@@ -132,7 +132,7 @@ async def test_a_permanent_failure_is_not_retried(client, owner, sessionmaker, s
     assert "bogus" in next(r.last_error for k, r in rows.items() if k.startswith("The integration"))
 
 
-async def test_an_unknown_outcome_waits_and_is_reconciled_not_resent(client, owner, sessionmaker, settings, echo_sink):
+async def test_an_unknown_outcome_is_reconciled_by_itself_not_resent(client, owner, sessionmaker, settings, echo_sink):
     form_id, qid = await open_form_with_question(client, owner)
     iid = await connect_integration(sessionmaker, form_id, "echo", echo_sink.config("unknown"))
     await submit(client, form_id, qid, "Ada")
@@ -140,16 +140,21 @@ async def test_an_unknown_outcome_waits_and_is_reconciled_not_resent(client, own
     await drain(dispatcher)
     [row] = await delivery_rows(sessionmaker)
     assert row.state == DeliveryState.UNKNOWN and row.claimed_at is not None and row.external_ref
-    await drain(dispatcher)  # unknown rests: nothing is sent again on its own
+    assert row.next_attempt_at is not None  # scheduled for a look-up on the first retry tier
     assert echo_sink.count() == 1
 
     await set_config(sessionmaker, iid, echo_sink.config("ok"))
-    r = await client.post(f"/api/v1/deliveries/{row.id}/retry", headers=owner.headers)
-    assert r.status_code in (200, 202), r.text
-    await drain(dispatcher)
-    [row] = await delivery_rows(sessionmaker)
-    assert row.state == DeliveryState.DELIVERED and row.attempts == 2
+
+    async def delivered():
+        await dispatcher.run_once()
+        [row] = await delivery_rows(sessionmaker)
+        return row if row.state == DeliveryState.DELIVERED else None
+
+    row = await wait_until(delivered, timeout=10, what="the unknown delivery to be reconciled")
+    assert row.attempts == 2
     assert echo_sink.count() == 1  # found by looking it up, not sent twice
+    r = await client.post(f"/api/v1/deliveries/{row.id}/retry", headers=owner.headers)
+    assert r.status_code == 409  # nothing left to retry
 
 
 async def test_an_abandoned_claim_is_taken_over_and_reconciled(client, owner, sessionmaker, settings, echo_sink):

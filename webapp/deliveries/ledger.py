@@ -1,7 +1,7 @@
 """The delivery ledger: one row per (integration, event), and the only code that moves its state.
 
     pending ──claim──► in_flight ──record──► delivered | failed | unknown | dead
-       ▲                   │                             (retry → pending, due later)
+       ▲                   │                  (retry → pending; unknown → reconciled, both due later)
        └───────────────────┘
 
 Rules every caller relies on:
@@ -122,7 +122,7 @@ async def claim(
 ) -> tuple[list[Claim], list[Busy]]:
     """Move claimable rows to in_flight. The caller commits before calling out.
 
-    Claimable: pending rows that are due, unknown rows an owner asked to retry (due again), and
+    Claimable: pending and unknown rows that are due (unknown ones are looked up, not resent), and
     in_flight rows with a claim older than `stale_after` seconds (their process died mid-call).
     Everything else is reported busy, with the time it is worth looking again (None: never)."""
     if not delivery_ids:
@@ -153,7 +153,7 @@ async def claim(
         if state in (DeliveryState.PENDING, DeliveryState.UNKNOWN):
             due_at = delivery.next_attempt_at
             if due_at is None and state == DeliveryState.UNKNOWN:
-                busy.append(Busy(delivery.id, state, None))  # rests until an owner retries it
+                busy.append(Busy(delivery.id, state, None))  # out of attempts: rests until an owner retries
                 continue
             if due_at is not None and due_at > due_before:
                 busy.append(Busy(delivery.id, state, due_at))
@@ -205,8 +205,13 @@ async def record(
         state = DeliveryState.FAILED
         values.update(claimed_at=None, last_error=_error(result.detail or "Failed."))
     elif outcome == Outcome.UNKNOWN:
-        state = DeliveryState.UNKNOWN  # rests until reconciled by a retry (the claim time is kept)
-        values.update(last_error=_error(result.detail or "The outcome of the call is not known."))
+        # Keep the claim time: the next attempt looks this one up instead of sending again. It comes
+        # by itself on the retry tiers; past the last attempt the row rests until an owner retries.
+        state = DeliveryState.UNKNOWN
+        if claim_.attempt < max_attempts:
+            next_at = now + timedelta(seconds=retry_delay(claim_.attempt, tiers, result.retry_after))
+        values.update(last_error=_error(result.detail or "The outcome of the call is not known; it will be "
+                                        "looked up before anything is sent again."))
     elif claim_.attempt >= max_attempts:
         state = DeliveryState.DEAD
         values.update(claimed_at=None, last_error=_error(
@@ -241,7 +246,7 @@ async def due(
     session: AsyncSession, kinds: Collection[str], *, now: datetime, stale_after: float, limit: int
 ) -> list[tuple[UUID, str]]:
     """(delivery id, kind) of rows the embedded dispatcher should run now, oldest first: pending or
-    owner-retried unknown rows whose time has come, and in-flight rows whose claim was abandoned."""
+    unknown rows whose time has come, and in-flight rows whose claim was abandoned."""
     stale_before = now - timedelta(seconds=stale_after)
     rows = await session.execute(
         select(Delivery.id, FormIntegration.kind)
