@@ -55,7 +55,9 @@ def create_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     if pool:
-        kwargs.update(pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_pre_ping=True)
+        # No pre-ping: it costs a round trip (BEGIN; ;) on every checkout. A connection broken by a
+        # database restart is detected on use and the pool is refreshed.
+        kwargs.update(pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_recycle=1800)
     else:
         kwargs["poolclass"] = NullPool
     kwargs["connect_args"] = {"server_settings": {"application_name": "formwright"}}

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
@@ -165,8 +165,9 @@ async def list_responses(
     stmt = select(Response).where(Response.form_id == form.id)
     if cursor:
         stamp, rid = decode_cursor(cursor)
-        stmt = stmt.where(or_(Response.submitted_at < stamp,
-                              and_(Response.submitted_at == stamp, Response.id < rid)))
+        # A row-value comparison is an index range scan on (form_id, submitted_at, id); the
+        # equivalent OR form is only a filter, which made deep pages slow.
+        stmt = stmt.where(tuple_(Response.submitted_at, Response.id) < tuple_(stamp, rid))
     rows = list(await session.scalars(
         stmt.order_by(Response.submitted_at.desc(), Response.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
