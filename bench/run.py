@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -104,6 +106,28 @@ def scenario_list(ctx: dict[str, Any], duration: int) -> dict[str, Callable[[], 
     def submit_compat() -> dict[str, Any]:
         return _submission("submit_compat", f"{BASE}/form/{form_id}", wrk.post_lua(compat_body), ctx, duration)
 
+    def submit_page() -> dict[str, Any]:
+        """As a browser posts the respondent page: urlencoded, CSRF cookie + field, empty honeypot."""
+        page = httpx.get(f"{BASE}/f/{ctx['slug']}")
+        match = re.search(r'name="_csrf_token" value="([^"]+)"', page.text)
+        if page.status_code != 200 or match is None:
+            return {"name": "submit_page", "skipped": f"/f/{{slug}} answered {page.status_code} without a CSRF field"}
+        fields: list[tuple[str, str]] = [("_csrf_token", match.group(1)), ("fw_website", "")]
+        for qid, value in ctx["answers"].items():
+            for v in value if isinstance(value, list) else [value]:
+                fields.append((qid, str(v)))
+        cookie = "; ".join(f"{k}={v}" for k, v in page.cookies.items())
+        lua = wrk.post_lua(urlencode(fields), "application/x-www-form-urlencoded", {"Cookie": cookie})
+        return _submission("submit_page", f"{BASE}/f/{ctx['slug']}", lua, ctx, duration)
+
+    def relay() -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-m", "bench.relay_bench", "--events", "20000"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=900)
+        match = re.search(r"= ([\d,]+) events/s", out.stdout)
+        if match is None:
+            return {"name": "relay", "error": (out.stdout + out.stderr)[-500:]}
+        return {"name": "relay", "events_per_s": int(match.group(1).replace(",", "")), "output": out.stdout.strip()}
+
     def definition() -> dict[str, Any]:
         return wrk.as_dict(wrk.run("definition", f"{BASE}/api/v1/forms/{form_id}", duration=duration))
 
@@ -120,8 +144,9 @@ def scenario_list(ctx: dict[str, Any], duration: int) -> dict[str, Callable[[], 
         return data.export_scenario(BASE, auth, ctx["server"], database_url())
 
     return {
-        "submit_api": submit_api, "submit_compat": submit_compat, "definition": definition,
-        "public_page": public_page, "responses_page": responses_page, "export_csv": export_csv,
+        "submit_api": submit_api, "submit_compat": submit_compat, "submit_page": submit_page,
+        "definition": definition,
+        "public_page": public_page, "responses_page": responses_page, "export_csv": export_csv, "relay": relay,
     }
 
 
@@ -177,7 +202,10 @@ def main() -> None:
     asyncio.run(data.ensure_database(PG_SERVER, DB_NAME))
     env = {**os.environ, "DATABASE_URL": database_url(), "PORT": str(PORT), "HOST": "127.0.0.1",
            "APP_ENV": "production", "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-secret"),
-           "SUBMIT_RATE_PER_MINUTE": "0", "LOG_LEVEL": "WARNING", "AMQP_URL": ""}
+           "SUBMIT_RATE_PER_MINUTE": "0", "LOG_LEVEL": "WARNING", "AMQP_URL": "",
+           # As in production, delivery is the relay's and the workers' job, not the web processes'
+           # (the relay is measured on its own below).
+           "EMBEDDED_DELIVERY": "false"}
     report: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                               "machine": machine_state(), "scenarios": {}}
     with Server(env) as server:

@@ -246,10 +246,9 @@ async def wait_healthy(url: str, proc, within: float = 60) -> None:
     raise AssertionError(f"{url} not healthy within {within} s:\n{proc.log()}")
 
 
+@pytest.mark.postgres_only
 async def test_relay_and_worker_serve_metrics_on_their_side_port_until_sigterm(
         backend, pipeline_settings, processes):
-    if backend != "postgres":
-        pytest.skip("the relay and the broker workers run against PostgreSQL")
     for role, start, metric in (
             ("relay", processes.relay, "formwright_relay_published_total"),
             ("worker", lambda env: processes.workers(env, "webhook"), "formwright_worker_batch_seconds")):
@@ -332,10 +331,9 @@ def fresh_get(url: str, **kwargs) -> httpx.Response:
         return c.get(url, **kwargs)
 
 
+@pytest.mark.postgres_only
 async def test_production_server_shares_metrics_across_workers_logs_json_and_drains_on_sigterm(
         backend, database_url, make_owner, tmp_path):
-    if backend != "postgres":
-        pytest.skip("the production server runs on PostgreSQL; the same command on SQLite adds 20 s and no coverage")
     owner = await make_owner()
     secret = f"prod-secret-{uuid.uuid4().hex}"
     env = {**os.environ, "APP_ENV": "production", "SECRET_KEY": secret, "DATABASE_URL": database_url,

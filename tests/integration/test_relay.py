@@ -30,10 +30,6 @@ from webapp.timeutil import utcnow
 pytest_plugins = ("tests.pipeline_fixtures",)
 
 
-def _postgres_only(backend: str) -> None:
-    if backend != "postgres":
-        pytest.skip("exercised on PostgreSQL, the broker-path database: SKIP LOCKED, LISTEN/NOTIFY, crash and outage")
-
 
 async def _unpublished(sessionmaker) -> int:
     async with sessionmaker() as s:
@@ -96,10 +92,10 @@ async def test_an_unroutable_event_stays_unpublished(clean_db, sessionmaker, pip
     assert "NO_ROUTE" in relay.log()
 
 
+@pytest.mark.postgres_only
 async def test_a_notify_wakes_the_relay_without_waiting_for_its_poll(
     backend, clean_db, engine, sessionmaker, pipeline_settings, echo_plugin, processes
 ):
-    _postgres_only(backend)
     relay = processes.relay(pipeline_env(replace(pipeline_settings, outbox_poll_seconds=600.0), echo_plugin))
     await wait_until(lambda: "relay_connected" in relay.log(), timeout=30, what="the relay to start")
     await wait_until(lambda: "relay_listening" in relay.log(), timeout=30, what="the relay to LISTEN")
@@ -111,10 +107,10 @@ async def test_a_notify_wakes_the_relay_without_waiting_for_its_poll(
     assert [m.message_id for m in await drain(pipeline_settings.amqp_url, topology.work_queue("echo"))] == [event_id]
 
 
+@pytest.mark.postgres_only
 async def test_several_relays_never_publish_a_row_twice(
     backend, clean_db, sessionmaker, pipeline_settings, echo_plugin, processes
 ):
-    _postgres_only(backend)
     event_ids = await _write_events(sessionmaker, 300)
     env = pipeline_env(replace(pipeline_settings, outbox_batch_size=10), echo_plugin)
     relays = [processes.relay(env) for _ in range(3)]
@@ -127,10 +123,10 @@ async def test_several_relays_never_publish_a_row_twice(
         assert await s.scalar(select(func.max(OutboxEvent.attempts))) == 1
 
 
+@pytest.mark.postgres_only
 async def test_a_relay_killed_between_publish_and_mark_is_absorbed_by_the_ledger(
     backend, client, owner, engine, sessionmaker, pipeline_settings, echo_sink, echo_plugin, processes
 ):
-    _postgres_only(backend)
     env = pipeline_env(pipeline_settings, echo_plugin)
     topology = broker.Topology.from_settings(pipeline_settings)
     form_id, qid = await open_form_with_question(client, owner)
@@ -180,10 +176,10 @@ async def test_a_relay_killed_between_publish_and_mark_is_absorbed_by_the_ledger
     assert all(r.attempts == 1 for r in rows)
 
 
+@pytest.mark.postgres_only
 async def test_a_broker_outage_loses_nothing(
     backend, client, owner, sessionmaker, pipeline_settings, echo_sink, echo_plugin, processes
 ):
-    _postgres_only(backend)
     proxy = TcpProxy("127.0.0.1", 5672)
     port = await proxy.start()
     try:

@@ -580,11 +580,10 @@ async def test_the_owner_tests_the_connection_through_the_api(client, owner, fak
 
 # ---- through the broker: a real worker process, killed mid-append ---------------------------------------
 
+@pytest.mark.postgres_only
 async def test_a_sheets_worker_killed_mid_append_leaves_one_row_per_response(
     backend, client, owner, sessionmaker, pipeline_settings, processes, fake, account, sid
 ):
-    if backend != "postgres":
-        pytest.skip("process-kill faults run against PostgreSQL, the production database for the broker path")
     env = pipeline_env(pipeline_settings, SHEETS_API_URL=fake.url, GOOGLE_TOKEN_URI=fake.token_uri,
                        GOOGLE_SERVICE_ACCOUNT_FILE=str(account.path))
     fid, (name,) = await _form(client, owner, [{"text": "Name", "mandatory": True}])

@@ -29,10 +29,6 @@ from webapp.timeutil import utcnow
 pytest_plugins = ("tests.pipeline_fixtures",)
 
 
-def _postgres_only(backend: str) -> None:
-    if backend != "postgres":
-        pytest.skip("process faults (stop, kill, lost message) run against PostgreSQL, the broker-path database")
-
 
 async def _all_delivered(sessionmaker, n: int):
     rows = await delivery_rows(sessionmaker)
@@ -58,10 +54,10 @@ async def test_workers_deliver_every_submission_once_and_stop_gracefully(
     assert await queue_depth(pipeline_settings.amqp_url, topology.work_queue("echo")) == 0
 
 
+@pytest.mark.postgres_only
 async def test_sigterm_finishes_the_batch_in_hand(
     backend, client, owner, sessionmaker, pipeline_settings, echo_sink, echo_plugin, processes
 ):
-    _postgres_only(backend)
     env = pipeline_env(pipeline_settings, echo_plugin)
     form_id, qid = await open_form_with_question(client, owner)
     await connect_integration(sessionmaker, form_id, "echo", echo_sink.config("slow", delay=1.5))
@@ -76,10 +72,10 @@ async def test_sigterm_finishes_the_batch_in_hand(
     assert echo_sink.count() == 3
 
 
+@pytest.mark.postgres_only
 async def test_a_worker_killed_mid_batch_delivers_nothing_twice(
     backend, client, owner, sessionmaker, pipeline_settings, echo_sink, echo_plugin, processes
 ):
-    _postgres_only(backend)
     env = pipeline_env(pipeline_settings, echo_plugin)
     form_id, qid = await open_form_with_question(client, owner)
     iid = await connect_integration(sessionmaker, form_id, "echo", echo_sink.config("slow", delay=30))
@@ -154,12 +150,12 @@ async def test_poison_messages_are_dead_lettered_visible_and_retryable(
     assert [line["response_id"] for line in echo_sink.lines()] == [rid]
 
 
+@pytest.mark.postgres_only
 async def test_a_delivery_whose_message_was_lost_is_announced_again(
     backend, client, owner, sessionmaker, pipeline_settings, echo_sink, echo_plugin, processes
 ):
     """The broker lost the message of a pending delivery (purged, or dead-lettered after crashing
     its consumer too often): the relay's sweep notices the overdue row and it is delivered."""
-    _postgres_only(backend)
     # The sweep runs every claim timeout (at least 5 s) and looks for rows overdue by that much.
     env = pipeline_env(replace(pipeline_settings, delivery_handler_timeout=2.0, delivery_claim_timeout=3.0),
                        echo_plugin)
