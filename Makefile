@@ -35,7 +35,11 @@ run-prod: migrate
 	$(BIN)/uvicorn webapp.asgi:app --host $(HOST) --port $(PORT) --workers $(WEB_CONCURRENCY) \
 		--loop uvloop --http httptools --no-access-log --timeout-graceful-shutdown 20
 
+# The load generator is Debian's wrk; pgbench comes with PostgreSQL.
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y wrk; \
+	  else echo "wrk is missing. Install it with: sudo apt-get install -y wrk" >&2; exit 1; fi; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)
