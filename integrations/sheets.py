@@ -63,8 +63,8 @@ from msgspec import Meta
 from integrations.sheets_client import Account, Permanent, SheetsError, Transient, account_for
 from webapp.forms.models import QuestionKind
 from webapp.outbox.events import RESPONSE_DELETED, RESPONSE_SUBMITTED, RESPONSE_UPDATED
-from webapp.plugins import FieldError, FormContext, Outcome, Result, Work
-from webapp.settings import Settings, get_settings
+from webapp.plugins import FieldError, FormContext, Outcome, Result, SettingsAware, Work
+from webapp.settings import Settings
 
 log = structlog.get_logger("integrations.sheets")
 
@@ -275,7 +275,7 @@ def row_values(row: PendingRow, keys: Sequence[str]) -> list[Any]:
 
 # ---- the integration ------------------------------------------------------------------------------
 
-class SheetsIntegration:
+class SheetsIntegration(SettingsAware):
     kind = "sheets"
     title = "Google Sheets"
     config_schema = SheetsConfig
@@ -290,17 +290,9 @@ class SheetsIntegration:
     time_budget = 0.6  # share of the engine's handler timeout one `handle` call may use
 
     def __init__(self, settings: Settings | None = None) -> None:
-        self._settings = settings
+        super().__init__(settings)
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Target, asyncio.Lock]] = (
             weakref.WeakKeyDictionary())
-
-    @property
-    def settings(self) -> Settings:
-        return self._settings or get_settings()
-
-    def configure(self, settings: Settings) -> None:
-        """Use these settings instead of the environment's (the embedded dispatcher, tests)."""
-        self._settings = settings
 
     # -- protocol --
 

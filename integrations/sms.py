@@ -41,8 +41,8 @@ from twilio.rest import Client
 from integrations import templating
 from webapp.forms.models import QuestionKind
 from webapp.outbox.events import RESPONSE_SUBMITTED
-from webapp.plugins import FieldError, FormContext, Outcome, Result, Work
-from webapp.settings import Settings, get_settings
+from webapp.plugins import FieldError, FormContext, Outcome, Result, SettingsAware, Work
+from webapp.settings import Settings
 
 log = structlog.get_logger("integrations.sms")
 
@@ -150,23 +150,12 @@ class _Message:
         return found.from_ == self.from_number
 
 
-class SmsIntegration:
+class SmsIntegration(SettingsAware):
     kind = "sms"
     title = "Twilio SMS"
     config_schema = SmsConfig
     batch_size = 10
     concurrency = 4  # Twilio calls in flight at once per batch
-
-    def __init__(self, settings: Settings | None = None) -> None:
-        self._settings = settings
-
-    @property
-    def settings(self) -> Settings:
-        return self._settings or get_settings()
-
-    def configure(self, settings: Settings | None) -> None:
-        """Use these settings instead of the environment's (the embedded dispatcher, tests)."""
-        self._settings = settings
 
     # ---- configuration -------------------------------------------------------------------------
 

@@ -43,8 +43,8 @@ from msgspec import Meta
 from uuid_utils.compat import uuid7
 
 from webapp import __version__
-from webapp.plugins import FieldError, FormContext, Outcome, Result, Work
-from webapp.settings import Settings, get_settings
+from webapp.plugins import FieldError, FormContext, Outcome, Result, SettingsAware, Work
+from webapp.settings import Settings
 
 log = structlog.get_logger("integrations.webhook")
 
@@ -162,23 +162,12 @@ def _excerpt(text: str) -> str:
     return text[:EXCERPT] + ("…" if len(text) > EXCERPT else "")
 
 
-class WebhookIntegration:
+class WebhookIntegration(SettingsAware):
     kind = "webhook"
     title = "Webhook"
     config_schema = WebhookConfig
     batch_size = 10
     concurrency = 4  # requests in flight at once per batch
-
-    def __init__(self, settings: Settings | None = None) -> None:
-        self._settings = settings
-
-    @property
-    def settings(self) -> Settings:
-        return self._settings or get_settings()
-
-    def configure(self, settings: Settings | None) -> None:
-        """Use these settings instead of the environment's (the embedded dispatcher, tests)."""
-        self._settings = settings
 
     def validate_config(self, config: WebhookConfig, form: FormContext) -> list[FieldError]:
         errors = []

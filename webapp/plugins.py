@@ -23,6 +23,7 @@ import msgspec
 import structlog
 
 from webapp.forms.definition import QuestionDef
+from webapp.settings import Settings, get_settings
 
 log = structlog.get_logger("webapp.plugins")
 
@@ -94,6 +95,21 @@ class Integration(Protocol):
 
     async def send_test(self, config: Any, form: FormContext) -> Result:
         """Deliver a clearly marked test message so the owner can check the connection."""
+
+
+class SettingsAware:
+    """For integrations: settings come from the environment unless `configure` gave others
+    (the embedded dispatcher and the tests do)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings or get_settings()
+
+    def configure(self, settings: Settings | None) -> None:
+        self._settings = settings
 
 
 @dataclass
