@@ -128,6 +128,15 @@ def scenario_list(ctx: dict[str, Any], duration: int) -> dict[str, Callable[[], 
             return {"name": "relay", "error": (out.stdout + out.stderr)[-500:]}
         return {"name": "relay", "events_per_s": int(match.group(1).replace(",", "")), "output": out.stdout.strip()}
 
+    def pipeline_latency() -> dict[str, Any]:
+        """Submission → row in the fake Sheet at a steady 200/s, relay and worker as processes."""
+        out = subprocess.run([sys.executable, "-m", "bench.pipeline_latency", "--rate", "200",
+                              "--seconds", str(duration)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+        if not lines:
+            return {"name": "pipeline_latency", "error": (out.stdout + out.stderr)[-500:]}
+        return {"name": "pipeline_latency", **json.loads(lines[-1])}
+
     def definition() -> dict[str, Any]:
         return wrk.as_dict(wrk.run("definition", f"{BASE}/api/v1/forms/{form_id}", duration=duration))
 
@@ -147,6 +156,7 @@ def scenario_list(ctx: dict[str, Any], duration: int) -> dict[str, Callable[[], 
         "submit_api": submit_api, "submit_compat": submit_compat, "submit_page": submit_page,
         "definition": definition,
         "public_page": public_page, "responses_page": responses_page, "export_csv": export_csv, "relay": relay,
+        "pipeline_latency": pipeline_latency,
     }
 
 

@@ -108,5 +108,9 @@ def _route_stdlib_logging(level: int, shared: list[Any], renderer: Any) -> None:
     # uvicorn installs handlers of its own before it imports the app: hand its records to ours.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         uvicorn_logger = logging.getLogger(name)
+        if name == "uvicorn.access" and not uvicorn_logger.handlers and not uvicorn_logger.propagate:
+            # `--no-access-log` detached it; uvicorn logs access lines whenever the logger has any
+            # handler, so propagating it to ours would switch the access log back on.
+            continue
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
