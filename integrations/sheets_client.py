@@ -23,7 +23,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import requests
@@ -34,8 +33,8 @@ from google.oauth2 import service_account
 from gspread.exceptions import APIError
 from gspread.http_client import HTTPClient
 
+from webapp.plugins import parse_retry_after
 from webapp.settings import Settings
-from webapp.timeutil import utcnow
 
 log = structlog.get_logger("integrations.sheets")
 
@@ -196,17 +195,7 @@ def account_for(settings: Settings, *, quota_period: float = 60.0) -> Account:
 
 
 def retry_after_seconds(response: requests.Response | None) -> float | None:
-    raw = response.headers.get("Retry-After") if response is not None else None
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(raw) - utcnow()).total_seconds())
-    except (TypeError, ValueError):
-        return None
+    return parse_retry_after(response.headers.get("Retry-After") if response is not None else None)
 
 
 def classify(exc: BaseException, email: str) -> SheetsError:

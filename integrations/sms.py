@@ -24,7 +24,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -41,7 +40,7 @@ from twilio.rest import Client
 from integrations import templating
 from webapp.forms.models import QuestionKind
 from webapp.outbox.events import RESPONSE_SUBMITTED
-from webapp.plugins import FieldError, FormContext, Outcome, Result, SettingsAware, Work
+from webapp.plugins import FieldError, FormContext, Outcome, Result, SettingsAware, Work, parse_retry_after
 from webapp.settings import Settings
 
 log = structlog.get_logger("integrations.sms")
@@ -88,19 +87,6 @@ def _valid_e164(number: str) -> bool:
         return False
 
 
-def _retry_after(raw: str | None) -> float | None:
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
 class _RebasedHttpClient(TwilioHttpClient):
     """twilio-python's own HTTP client, sent to another base URL, remembering a 429's Retry-After."""
 
@@ -114,7 +100,7 @@ class _RebasedHttpClient(TwilioHttpClient):
             url = self.base_url + url[len(TWILIO_DEFAULT_URL):]
         response = super().request(method, url, *args, **kwargs)
         if response.status_code == 429:
-            self.retry_after = _retry_after(response.headers.get("Retry-After"))
+            self.retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return response
 
 

@@ -29,7 +29,6 @@ import socket
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -43,7 +42,7 @@ from msgspec import Meta
 from uuid_utils.compat import uuid7
 
 from webapp import __version__
-from webapp.plugins import FieldError, FormContext, Outcome, Result, SettingsAware, Work
+from webapp.plugins import FieldError, FormContext, Outcome, Result, SettingsAware, Work, parse_retry_after
 from webapp.settings import Settings
 
 log = structlog.get_logger("integrations.webhook")
@@ -144,19 +143,6 @@ def _url_problem(url: str, allow_private: bool, *, names: bool = True) -> str | 
     return None
 
 
-def _retry_after(raw: str | None) -> float | None:
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
 def _excerpt(text: str) -> str:
     text = " ".join(text.split())
     return text[:EXCERPT] + ("…" if len(text) > EXCERPT else "")
@@ -227,7 +213,7 @@ class WebhookIntegration(SettingsAware):
             async with session.post(config.url, data=body, headers=headers, allow_redirects=False) as response:
                 status = response.status
                 text = (await response.content.read(4 * EXCERPT)).decode("utf-8", "replace")
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 location = response.headers.get("Location", "")
         except TimeoutError:
             result = Result(Outcome.RETRY, f"{host} did not answer within {settings.webhook_timeout:g} s.")

@@ -13,7 +13,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
@@ -122,6 +123,20 @@ class Registry:
 
     def kinds(self) -> list[str]:
         return sorted(self.integrations)
+
+
+def parse_retry_after(raw: str | None) -> float | None:
+    """Seconds to wait from an HTTP Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(raw) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
 
 
 def decode_config(integration: Integration, raw: Any) -> tuple[Any | None, list[FieldError]]:
