@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
 from typing import Any
 from uuid import UUID
@@ -275,18 +274,9 @@ class Worker:
 
 async def run_worker(settings: Settings, kinds: list[str]) -> None:
     """Run until SIGTERM or SIGINT; then finish the batch in hand, requeue the rest and return."""
-    from webapp.observability import start_metrics_server
+    from webapp.observability import run_until_signalled
 
-    worker = Worker(settings, kinds)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
-    metrics = start_metrics_server(settings.metrics_port)  # /metrics and /health on METRICS_PORT (0 = off)
-    try:
-        await worker.run()
-    finally:
-        if metrics is not None:
-            metrics.stop()
+    await run_until_signalled(Worker(settings, kinds), settings.metrics_port)
 
 
 def main(argv: list[str] | None = None) -> None:

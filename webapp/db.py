@@ -83,18 +83,16 @@ async def fetch_one(session: AsyncSession, sql: str, *params: Any) -> Any:
     """One row of a small read, in a single round trip where the driver allows it.
 
     On PostgreSQL, outside a transaction, the statement runs on a pooled connection in autocommit
-    (no BEGIN/COMMIT around it) as a prepared statement. `sql` uses $1, $2… placeholders; on
-    SQLite they are rewritten to ?.
+    (no BEGIN/COMMIT around it) as a prepared statement; otherwise it is `fetch_all`'s first row.
+    `sql` uses $1, $2… placeholders.
     """
     engine = session.bind
     if engine.dialect.name == "postgresql" and not session.in_transaction():
         async with engine.connect() as conn:
             raw = (await conn.get_raw_connection()).driver_connection
             return await raw.fetchrow(sql, *params)
-    stmt = re.sub(r"\$\d+", "?", sql)
-    conn = await session.connection()
-    result = await conn.exec_driver_sql(stmt, tuple(_sqlite_param(p) for p in params))
-    return result.first()
+    rows = await fetch_all(session, sql, *params)
+    return rows[0] if rows else None
 
 
 async def fetch_all(session: AsyncSession, sql: str, *params: Any) -> list[Any]:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
@@ -337,3 +337,25 @@ def counts_submissions(submit: Callable[..., Awaitable[T]]) -> Callable[..., Awa
         return result
 
     return counted
+
+
+class Stoppable(Protocol):
+    async def run(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+async def run_until_signalled(service: Stoppable, metrics_port: int) -> None:
+    """Run a relay or a worker until SIGTERM or SIGINT (its `stop` finishes the work in hand),
+    serving /metrics and /health on `metrics_port` meanwhile (0 = off)."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stop)
+    metrics = start_metrics_server(metrics_port)
+    try:
+        await service.run()
+    finally:
+        if metrics is not None:
+            metrics.stop()

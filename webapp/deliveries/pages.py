@@ -314,19 +314,27 @@ async def new_integration(
                          values=field_values(fields, {}, editing=False), errors={}, enabled=True)
 
 
+async def _posted_settings(
+    db: AsyncSession, form: Any, integration: Any, data: Any, *, editing: bool
+) -> tuple[Any, Any, str, bool, dict[str, str]]:
+    """The add and edit forms post the same fields: (fields, config, name, enabled, errors)."""
+    ctx = await service.form_context(db, form)
+    fields = config_fields(integration, ctx.questions)
+    config, errors = parse_config(fields, data, editing=editing)
+    name = str(data.get("name", ""))
+    if len(name) > 200:
+        errors["name"] = f"Use at most 200 characters (this name has {len(name)})."
+    return fields, config, name, "enabled" in data, errors
+
+
 @post("/forms/{form_id:str}/integrations/new", dependencies=page_user, name="create_integration")
 async def create_integration(request: Request, db_session: AsyncSession, user: User, form_id: str) -> Any:
     form = await get_owned_form(db_session, user.id, parse_id(form_id, "Form"))
     data = await form_data(request)
     kind = str(data.get("kind", ""))
     integration = _kind_or_404(kind)
-    ctx = await service.form_context(db_session, form)
-    fields = config_fields(integration, ctx.questions)
-    config, errors = parse_config(fields, data, editing=False)
-    name = str(data.get("name", ""))
-    enabled = "enabled" in data
-    if len(name) > 200:
-        errors["name"] = f"Use at most 200 characters (this name has {len(name)})."
+    fields, config, name, enabled, errors = await _posted_settings(db_session, form, integration, data,
+                                                                    editing=False)
     if not errors:
         try:
             row = await service.create_integration(db_session, user.id, form.id, kind=kind, name=name,
@@ -378,13 +386,8 @@ async def update_integration(request: Request, db_session: AsyncSession, user: U
     if integration is None:
         raise ProblemError(409, f"The “{row.kind}” integration is no longer installed on this server.")
     data = await form_data(request)
-    ctx = await service.form_context(db_session, form)
-    fields = config_fields(integration, ctx.questions)
-    config, errors = parse_config(fields, data, editing=True)
-    name = str(data.get("name", ""))
-    enabled = "enabled" in data
-    if len(name) > 200:
-        errors["name"] = f"Use at most 200 characters (this name has {len(name)})."
+    fields, config, name, enabled, errors = await _posted_settings(db_session, form, integration, data,
+                                                                    editing=True)
     if not errors:
         try:
             await service.update_integration(db_session, user.id, form.id, row.id, name=name, config=config,

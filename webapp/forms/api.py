@@ -17,7 +17,6 @@ from webapp.accounts.models import User
 from webapp.errors import not_found
 from webapp.forms import service
 from webapp.forms.convert import form_out, question_out
-from webapp.forms.models import FormStatus
 from webapp.forms.public import public_definition
 from webapp.forms.schemas import (
     FormCreate,
@@ -65,18 +64,15 @@ class FormController(Controller):
         include_archived: bool = False,
     ) -> Response[bytes] | FormOut:
         """Owners see everything; anyone else sees an open form's public definition."""
-        if user is None:
-            body = await public_definition(db_session, form_id)
-            if body is None:
-                raise not_found("Form")
-            return Response(body, media_type=MediaType.JSON)
-        form = await service.get_public_form(db_session, form_id)
-        if form is None or (form.owner_id != user.id and form.status != FormStatus.OPEN):
+        if user is not None:
+            form = await service.get_public_form(db_session, form_id)
+            if form is not None and form.owner_id == user.id:
+                questions = await service.load_questions(db_session, form.id, include_archived=include_archived)
+                return form_out(form, questions, await count_responses(db_session, form.id))
+        body = await public_definition(db_session, form_id)
+        if body is None:
             raise not_found("Form")
-        if form.owner_id != user.id:
-            return Response(await public_definition(db_session, form_id) or b"", media_type=MediaType.JSON)
-        questions = await service.load_questions(db_session, form.id, include_archived=include_archived)
-        return form_out(form, questions, await count_responses(db_session, form.id))
+        return Response(body, media_type=MediaType.JSON)
 
     @patch("/{form_id:str}", summary="Update a form's settings")
     async def update_form(self, db_session: AsyncSession, user: User, form_id: UUID, data: FormUpdate) -> FormOut:

@@ -247,17 +247,6 @@ class Relay:
 
 async def run_relay(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then finish the pass in hand and return."""
-    import signal
+    from webapp.observability import run_until_signalled
 
-    from webapp.observability import start_metrics_server
-
-    relay = Relay(settings)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, relay.stop)
-    metrics = start_metrics_server(settings.metrics_port)  # /metrics and /health on METRICS_PORT (0 = off)
-    try:
-        await relay.run()
-    finally:
-        if metrics is not None:
-            metrics.stop()
+    await run_until_signalled(Relay(settings), settings.metrics_port)
