@@ -55,9 +55,13 @@ def create_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     if pool:
+        # A fixed-size pool: requests beyond DB_POOL_SIZE wait for a connection (up to
+        # DB_POOL_TIMEOUT_SECONDS, then 503). Overflow connections would be opened and closed per
+        # request under sustained load, and that connect cost halved throughput (see bench/).
         # No pre-ping: it costs a round trip (BEGIN; ;) on every checkout. A connection broken by a
         # database restart is detected on use and the pool is refreshed.
-        kwargs.update(pool_size=settings.db_pool_size, max_overflow=settings.db_pool_size, pool_recycle=1800)
+        kwargs.update(pool_size=settings.db_pool_size, max_overflow=0, pool_timeout=settings.db_pool_timeout,
+                      pool_recycle=1800)
     else:
         kwargs["poolclass"] = NullPool
     kwargs["connect_args"] = {"server_settings": {"application_name": "formwright"}}

@@ -10,6 +10,7 @@ from advanced_alchemy.exceptions import NotFoundError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 log = structlog.get_logger("webapp.errors")
 
@@ -28,6 +29,7 @@ _TITLES = {
     422: "Validation failed",
     429: "Too many requests",
     500: "Internal server error",
+    503: "Service unavailable",
 }
 
 
@@ -116,7 +118,21 @@ def not_found_handler(_request: Request[Any, Any, Any], exc: NotFoundError) -> R
     return problem_response(404, str(exc.detail or "Not found."))
 
 
+def _pool_timeout(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, PoolTimeoutError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if _pool_timeout(exc):
+        # Every pooled database connection stayed busy for the whole wait: overload, not a bug.
+        log.warning("database_pool_exhausted", path=request.url.path, method=request.method)
+        return problem_response(503, "The service is busy; nothing was saved. Please retry shortly.",
+                                headers={"Retry-After": "1"})
     log.exception("unhandled_error", path=request.url.path, method=request.method, error=type(exc).__name__)
     return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "Something went wrong on our side; nothing was saved.")
 

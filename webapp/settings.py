@@ -78,6 +78,7 @@ class Settings:
     port: int = 8000
     database_url: str = f"sqlite+aiosqlite:///{DEFAULT_SQLITE_PATH}"
     db_pool_size: int = 10
+    db_pool_timeout: float = 10.0
     db_echo: bool = False
     secret_key: str = field(default="dev-insecure-secret-key-change-me", repr=False)
     default_phone_region: str = "US"
@@ -143,6 +144,7 @@ class Settings:
             port=_int("PORT", 8000, minimum=1),
             database_url=normalise_database_url(_env("DATABASE_URL", cls.database_url)),
             db_pool_size=_int("DB_POOL_SIZE", 10, minimum=1),
+            db_pool_timeout=_seconds("DB_POOL_TIMEOUT_SECONDS", 10.0),
             db_echo=_bool("DB_ECHO", False),
             secret_key=secret,
             default_phone_region=region,
