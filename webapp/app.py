@@ -22,6 +22,7 @@ from webapp.forms.api import FormController
 from webapp.forms.dashboard import dashboard_pages
 from webapp.forms.pages import builder_pages
 from webapp.health import ops_handlers
+from webapp.heap import freeze_startup_heap
 from webapp.http import require_json
 from webapp.logging import configure_logging
 from webapp.observability import instrument, metrics_endpoint
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         plugins=[SQLAlchemyPlugin(config=db_config), CLIPlugin()],
         # Without a broker, deliveries run in-process from the outbox (EMBEDDED_DELIVERY=false: off).
         lifespan=embedded_lifespan(settings, db_config.get_engine()),
+        on_startup=[freeze_startup_heap],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="Formwright API", version=__version__, path="/schema",

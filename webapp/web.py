@@ -7,8 +7,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
-from collections.abc import Sequence
+import secrets
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -27,6 +30,7 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from litestar.types import ControllerRouterHandler
+from litestar.utils.scope.state import ScopeState
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp import __version__
@@ -245,6 +249,57 @@ def render(
     # Explicit: handlers are annotated `-> Any`, whose default media type would be JSON.
     return cls(template_name=name, context=context, status_code=status_code, cookies=cookies, headers=headers,
                media_type=MediaType.HTML)
+
+
+# ---- pages shared by every visitor ----------------------------------------------------------------
+# The respondent form is the same page for everyone but for the CSRF token. It is rendered once per
+# key, kept as the bytes around the token, and each visitor gets those joined with their own token.
+# The slot is random per process, so no form text can contain it.
+_CSRF_SLOT = "fwcsrf" + secrets.token_hex(16)
+_SHARED_SIZE = 1024
+_shared: OrderedDict[Hashable, tuple[bytes, ...]] = OrderedDict()
+
+
+def _shareable(request: Request[Any, Any, Any]) -> bool:
+    # A flash message or an htmx fragment makes the page personal.
+    return not is_htmx(request) and FLASH_COOKIE not in request.cookies
+
+
+def _shared_response(request: Request[Any, Any, Any], parts: tuple[bytes, ...], status_code: int) -> Response[bytes]:
+    token = html.escape(str(ScopeState.from_scope(request.scope).csrf_token or ""))
+    return Response(content=token.encode().join(parts), status_code=status_code, media_type=MediaType.HTML,
+                    headers={"Cache-Control": "no-store"})
+
+
+def shared_page(request: Request[Any, Any, Any], key: Hashable) -> Response[bytes] | None:
+    """The stored copy of a shared page for this visitor, or None (not stored, or not shareable)."""
+    parts = _shared.get(key)
+    if parts is None or not _shareable(request):
+        return None
+    _shared.move_to_end(key)
+    return _shared_response(request, parts, 200)
+
+
+def render_shared(request: Request[Any, Any, Any], key: Hashable, template: str, **context: Any) -> Any:
+    """`render` for an anonymous page that is the same for every visitor; stored under `key`.
+
+    The key must change whenever anything the page shows changes (e.g. a form's version and
+    updated_at)."""
+    if not _shareable(request):
+        return render(request, template, **context)
+    state = ScopeState.from_scope(request.scope)
+    token = state.csrf_token
+    state.csrf_token = _CSRF_SLOT
+    try:
+        page = Template(template_name=template, context={**context, "current_user": None, "flashes": []})
+        text = request.app.template_engine.get_template(template).render(**page.create_template_context(request))
+    finally:
+        state.csrf_token = token
+    parts = tuple(part.encode() for part in text.split(_CSRF_SLOT))
+    _shared[key] = parts
+    if len(_shared) > _SHARED_SIZE:
+        _shared.popitem(last=False)
+    return _shared_response(request, parts, 200)
 
 
 def redirect(

@@ -262,3 +262,58 @@ async def test_zero_disables_the_submit_limit(make_client, owner, sessionmaker):
         r = await client.post(f"/f/{form['slug']}", data={"_csrf_token": token, name: str(n)}, follow_redirects=False)
         assert r.status_code == 303
     assert await _counts(sessionmaker) == (5, 5)
+
+
+async def test_blank_form_is_one_page_for_all_but_each_visitor_gets_their_own_token(client, owner, sessionmaker):
+    form, (name,) = await _open(client, owner, [{"text": "Name"}])
+    url = f"/f/{form['slug']}"
+    seen = []
+    for visitor in range(3):
+        client.cookies.clear()
+        r = await client.get(url)
+        assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+        token = CSRF_RE.search(r.text).group(1)
+        assert f'"X-CSRFToken": "{token}"' in r.text  # htmx requests carry the same visitor's token
+        seen.append((token, r.text))
+        sent = await client.post(url, data={"_csrf_token": token, name: f"visitor {visitor}"}, follow_redirects=False)
+        assert sent.status_code == 303, sent.text
+    tokens = [token for token, _ in seen]
+    assert len(set(tokens)) == 3
+    for token, text in seen:
+        assert [t for t in tokens if t in text] == [token]
+    assert len({text.replace(token, "TOKEN") for token, text in seen}) == 1
+    client.cookies.clear()
+    await client.get(url)
+    stolen = await client.post(url, data={"_csrf_token": tokens[0], name: "someone else's token"})
+    assert stolen.status_code == 403
+    assert await _counts(sessionmaker) == (3, 3)
+
+
+async def test_blank_form_page_shows_every_change_at_once(client, owner, sessionmaker):
+    form, (name,) = await _open(client, owner, [{"text": "Name"}])
+    url, api = f"/f/{form['slug']}", f"/api/v1/forms/{form['id']}"
+    assert "Name" in (await client.get(url)).text
+    r = await client.patch(api, json={"title": "Renamed <b>survey</b>"}, headers=owner.headers)
+    assert r.status_code == 200, r.text
+    page = (await client.get(url)).text
+    assert "Renamed &lt;b&gt;survey&lt;/b&gt;" in page and "Survey &lt;script&gt;" not in page
+    r = await client.post(f"{api}/questions", json={"text": "Favourite colour"}, headers=owner.headers)
+    assert r.status_code == 201, r.text
+    assert "Favourite colour" in (await client.get(url)).text
+    r = await client.patch(api, json={"status": "closed"}, headers=owner.headers)
+    assert r.status_code == 200, r.text
+    closed = await client.get(url)
+    assert closed.status_code == 409 and "This form is closed" in unescape(closed.text)
+
+
+async def test_blank_form_page_closes_when_its_closing_time_passes(client, owner, sessionmaker):
+    form, _ = await _open(client, owner, [{"text": "Name"}], closes_at=(utcnow() + timedelta(hours=1)).isoformat())
+    url = f"/f/{form['slug']}"
+    assert (await client.get(url)).status_code == 200
+    assert (await client.get(url)).status_code == 200
+    # Time passes: nothing about the form changes but the clock.
+    async with sessionmaker() as s, s.begin():
+        await s.execute(update(Form).where(Form.id == form["id"])
+                        .values(closes_at=utcnow() - timedelta(seconds=1), updated_at=Form.updated_at))
+    r = await client.get(url)
+    assert r.status_code == 410 and "This form has closed" in unescape(r.text)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Any
 from uuid import UUID
 
@@ -23,14 +24,24 @@ from litestar.datastructures import State
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webapp.db import fetch_one
 from webapp.deliveries.required import extra_required
 from webapp.errors import ProblemError
 from webapp.forms.definition import QuestionDef, questions_for
 from webapp.forms.models import Form, FormStatus
 from webapp.responses.models import Response
 from webapp.responses.service import submit
-from webapp.timeutil import utcnow
-from webapp.web import CSRF_FIELD, client_ip, form_data, redirect, render, settings_of
+from webapp.timeutil import as_utc, utcnow
+from webapp.web import (
+    CSRF_FIELD,
+    client_ip,
+    form_data,
+    redirect,
+    render,
+    render_shared,
+    settings_of,
+    shared_page,
+)
 
 log = structlog.get_logger("webapp.respond")
 
@@ -143,24 +154,48 @@ async def _unavailable(request: Request, db: AsyncSession, form: Form) -> Any | 
 
 async def _render_form(request: Request, db: AsyncSession, form: Form, *, status: int = 200,
                        values: dict[str, list[str]] | None = None, errors: dict[str, str] | None = None,
-                       general: list[str] | None = None) -> Any:
+                       general: list[str] | None = None, shared_key: Hashable | None = None) -> Any:
     questions = [q for q in await questions_for(db, form.id, form.version) if not q.archived]
     required = await extra_required(db, form.id, form.version)
     errors = errors or {}
     summary = [{"href": f"#q-{q.id}", "text": f"{q.text}: {errors[str(q.id)]}"} for q in questions
                if str(q.id) in errors]
     summary += [{"href": "", "text": text} for text in general or []]
-    return render(request, "respond/form.html", status_code=status, form=form, questions=questions,
-                  required_ids={str(q) for q in required}, values=values or {}, errors=errors, summary=summary,
-                  honeypot=HONEYPOT)
+    context = {"form": form, "questions": questions, "required_ids": {str(q) for q in required},
+               "values": values or {}, "errors": errors, "summary": summary, "honeypot": HONEYPOT}
+    if shared_key is not None:
+        return render_shared(request, shared_key, "respond/form.html", **context)
+    return render(request, "respond/form.html", status_code=status, **context)
+
+
+# What decides whether the shared copy of the blank form may be served: one small indexed read.
+_STAMP_SQL = "SELECT status, version, updated_at, closes_at, max_responses FROM forms WHERE slug = $1"
+
+
+def _open_without_limits(stamp: Any) -> bool:
+    """Open, not past its closing time, no response limit: the page is the same for everyone."""
+    status, _, _, closes_at, max_responses = stamp
+    return status == FormStatus.OPEN.value and max_responses is None and (
+        closes_at is None or as_utc(closes_at) > utcnow())
 
 
 @get("/f/{slug:str}", name="respond")
 async def respond_page(request: Request, db_session: AsyncSession, slug: str) -> Any:
+    if not SLUG_RE.match(slug):
+        return _unknown(request)
+    stamp = await fetch_one(db_session, _STAMP_SQL, slug)
+    if stamp is None:
+        return _unknown(request)
+    # A form's version and updated_at change with every edit, so the key never serves an old page.
+    key = ("respond", slug, stamp[1], stamp[2])
+    shareable = _open_without_limits(stamp)
+    if shareable and (page := shared_page(request, key)) is not None:
+        return page
     form = await _form_by_slug(db_session, slug)
     if form is None:
         return _unknown(request)
-    return await _unavailable(request, db_session, form) or await _render_form(request, db_session, form)
+    return await _unavailable(request, db_session, form) or await _render_form(
+        request, db_session, form, shared_key=key if shareable else None)
 
 
 def _items(data: Any) -> tuple[list[tuple[str, Any]], dict[str, list[str]]]:
