@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, MediaType, Request, Response, delete, get, patch, post
 from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
@@ -16,6 +16,7 @@ from webapp.accounts.models import User
 from webapp.forms.service import get_owned_form
 from webapp.responses import service
 from webapp.responses.convert import response_out
+from webapp.responses.pagejson import responses_page
 from webapp.responses.schemas import ResponseOut, ResponsePage, SubmissionIn
 from webapp.settings import Settings
 
@@ -46,10 +47,10 @@ class ResponseController(Controller):
         form_id: UUID,
         limit: Annotated[int, Parameter(ge=1, le=service.MAX_PAGE)] = 50,
         cursor: Annotated[str | None, Parameter(max_length=200)] = None,
-    ) -> ResponsePage:
+    ) -> Response[ResponsePage]:
         form = await get_owned_form(db_session, user.id, form_id)
-        views, next_cursor = await service.list_responses(db_session, form, limit=limit, cursor=cursor)
-        return ResponsePage(items=[response_out(v) for v in views], next_cursor=next_cursor, limit=limit)
+        body = await responses_page(db_session, form, limit=limit, cursor=cursor)
+        return Response(body, media_type=MediaType.JSON)  # already encoded: a ResponsePage
 
     @get("/{response_id:str}", summary="Get a response with its answers")
     async def get_response(

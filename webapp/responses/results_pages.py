@@ -65,7 +65,7 @@ async def responses_table(
     form = await _owned(db_session, user, form_id)
     # One column per question: active ones in order, then archived ones (their positions come last).
     questions = await questions_for(db_session, form.id, form.version)
-    views, next_cursor = await service.list_responses(db_session, form, limit=PAGE_SIZE, cursor=cursor or None)
+    views, next_cursor = await service.list_responses(db_session, form.id, limit=PAGE_SIZE, cursor=cursor or None)
     rows = []
     for v in views:
         texts = {a["question_id"]: a["text"] for a in v.answers}

@@ -159,10 +159,12 @@ def _as_uuid(value: Any) -> UUID:
 
 
 async def list_responses(
-    session: AsyncSession, form: Form, *, limit: int, cursor: str | None
+    session: AsyncSession, form_id: UUID, *, limit: int, cursor: str | None
 ) -> tuple[list[ResponseView], str | None]:
-    """Newest first, keyset-paginated on (submitted_at, id): the cost of a page is the same at any depth."""
-    stmt = select(Response).where(Response.form_id == form.id)
+    """Newest first, keyset-paginated on (submitted_at, id): the cost of a page is the same at any depth.
+
+    (The JSON API's page is `pagejson.responses_page`, the same listing written by the database.)"""
+    stmt = select(Response).where(Response.form_id == form_id)
     if cursor:
         stamp, rid = decode_cursor(cursor)
         # A row-value comparison is an index range scan on (form_id, submitted_at, id); the
