@@ -22,7 +22,6 @@ from webapp.forms.api import FormController
 from webapp.forms.dashboard import dashboard_pages
 from webapp.forms.pages import builder_pages
 from webapp.health import ops_handlers
-from webapp.heap import freeze_startup_heap
 from webapp.http import require_json
 from webapp.logging import configure_logging
 from webapp.observability import instrument, metrics_endpoint
@@ -31,6 +30,7 @@ from webapp.responses.export_api import export_responses_csv
 from webapp.responses.pages import respond_pages
 from webapp.responses.results_pages import results_pages
 from webapp.settings import Settings, get_settings
+from webapp.warmup import warm_up
 from webapp.web import csrf_config, page_router, template_config
 
 
@@ -48,14 +48,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
     page_handlers = [*account_pages, *dashboard_pages, *respond_pages, *integration_pages, *builder_pages,
                      *results_pages]
     db_config = sqlalchemy_config(settings)
+    engine = db_config.get_engine()
     return instrument(Litestar(
         route_handlers=[api, page_router(page_handlers), *ops_handlers, metrics_endpoint],
         template_config=template_config(),
         csrf_config=csrf_config(settings),
         plugins=[SQLAlchemyPlugin(config=db_config), CLIPlugin()],
         # Without a broker, deliveries run in-process from the outbox (EMBEDDED_DELIVERY=false: off).
-        lifespan=embedded_lifespan(settings, db_config.get_engine()),
-        on_startup=[freeze_startup_heap],
+        lifespan=embedded_lifespan(settings, engine),
+        on_startup=[warm_up(settings, engine)],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(
             title="Formwright API", version=__version__, path="/schema",

@@ -47,3 +47,15 @@ async def test_exhausted_pool_answers_503_and_saves_nothing(settings, owner, ses
         assert app.plugins.get(SQLAlchemyPlugin).config[0].get_engine().pool.size() == 1
     async with sessionmaker() as s:
         assert await s.scalar(select(func.count()).select_from(Response)) == 1
+
+
+async def test_a_fresh_process_opens_its_connections_before_taking_traffic(settings):
+    """The first requests of a new worker must not each wait for a new database connection."""
+    app = create_app(replace(settings, db_pool_size=3))
+    engine = app.plugins.get(SQLAlchemyPlugin).config[0].get_engine()
+    assert engine.pool.checkedin() == 0
+    async with app.lifespan():
+        assert engine.pool.checkedin() == 3
+        async with engine.connect() as conn:  # a pooled connection that works
+            assert await conn.scalar(select(func.count()).select_from(Form)) >= 0
+    await engine.dispose()
