@@ -6,7 +6,7 @@
   JWT-bearer grant goes wherever the settings say.
 - Google allows 60 write and 60 read requests per minute per user (a service account is one user).
   `WindowLimiter` hands out start times so no window of that length ever holds more than the
-  limit, shared by every sheet this process writes with the same account. Every attempt counts,
+  limit (and a busy minute is spread evenly), shared by every sheet this process writes with the same account. Every attempt counts,
   including ones that come back 429, since Google may count them too.
 - Every failure becomes `Transient` (429, 5xx, timeouts, a token endpoint that is down: try again)
   or `Permanent` (403, 404, 400, rejected credentials: retrying cannot help), with a message an
@@ -86,11 +86,20 @@ class SheetsHTTPClient(HTTPClient):
 
 
 class WindowLimiter:
-    """At most `limit` starts in any `period` seconds. Thread-safe, and free of any event loop."""
+    """At most `limit` starts in any `period` seconds, and at most `burst` (a thirtieth of the
+    limit, at least 1) in any matching fraction of it: 2 in any 2 s for 60 a minute. Thread-safe,
+    and free of any event loop.
+
+    The second rule spreads a busy minute evenly. With the first alone, a backlog spent the whole
+    quota in its first seconds on small batches and then waited most of a minute, longer than a
+    delivery may wait (those went to the 60 s retry tier). Spread out, a sync waits about a second
+    and the rows that arrive meanwhile make the next batch bigger instead (bench/pipeline_latency:
+    p95 61.7 s → 2.5 s at a steady 200 submissions/s)."""
 
     def __init__(self, limit: int, period: float = 60.0) -> None:
         self.limit = limit
         self.period = period + max(period * WINDOW_SLACK, WINDOW_SLACK_FLOOR)
+        self.burst = max(1, limit // 30)
         self._starts: deque[float] = deque()
         self._lock = threading.Lock()
 
@@ -104,6 +113,8 @@ class WindowLimiter:
             start = max(now, self._starts[-1]) if self._starts else now
             if len(self._starts) >= self.limit:
                 start = max(start, self._starts[-self.limit] + self.period)
+            if len(self._starts) >= self.burst:
+                start = max(start, self._starts[-self.burst] + self.period * self.burst / self.limit)
             if max_wait is not None and start - now > max_wait:
                 return False, start - now
             self._starts.append(start)

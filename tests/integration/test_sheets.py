@@ -613,3 +613,22 @@ async def _rows_of(sessionmaker) -> list[Delivery]:
 async def _all_delivered(sessionmaker, n: int) -> list[Delivery] | None:
     rows = await _rows_of(sessionmaker)
     return rows if len(rows) == n and all(r.state == DeliveryState.DELIVERED for r in rows) else None
+
+
+async def test_a_busy_sheet_costs_one_read_a_batch_and_a_deleted_worksheet_comes_back(fake, sheets, sid):
+    """Google allows 60 reads a minute: after the first batch only the ids are read. A worksheet
+    the owner deleted (or columns they removed) in the meantime is noticed and made again."""
+    name = q("Name")
+    form = form_of(name)
+    assert_all(await sheets.handle([work(sid, form, event(form, {name.id: "first"}))]), Outcome.DELIVERED)
+    reads_before = len(calls(fake, sid, kind="read"))
+    assert_all(await sheets.handle([work(sid, form, event(form, {name.id: "second"}))]), Outcome.DELIVERED)
+    assert len(calls(fake, sid, kind="read")) == reads_before + 1
+    assert [r[2] for r in data_rows(fake, sid)] == ["first", "second"]
+
+    with fake._lock:  # the owner deletes the worksheet in Google's UI
+        book = fake._spreadsheets[sid]
+        book.sheets = [s for s in book.sheets if s.title != WS]
+    assert_all(await sheets.handle([work(sid, form, event(form, {name.id: "third"}))]), Outcome.DELIVERED)
+    assert [r[2] for r in data_rows(fake, sid)] == ["third"]
+    assert fake.values(sid, WS)[0][2] == "Name"  # a new header

@@ -89,12 +89,22 @@ class DeliveryEngine:
         ids_by_event: dict[str, list[UUID]] = {}
         async with self.sessionmaker() as session, session.begin():
             await ledger.lock_for_write(session)
+            # The whole batch in a few statements: per-event queries cost more than the deliveries.
+            await ledger.fan_out_many(session, events, [kind], now=now)
+            retries = {UUID(e["delivery_id"]) for e in events if e["type"] == DELIVERY_RETRY}
+            fresh = {UUID(e["event_id"]) for e in events if e["type"] != DELIVERY_RETRY}
+            by_event: dict[UUID, list[UUID]] = {}
+            by_id: set[UUID] = set()
+            for event_id, did in await ledger.deliveries_for_many(session, kind, event_ids=fresh,
+                                                                  delivery_ids=retries):
+                by_event.setdefault(event_id, []).append(did)
+                by_id.add(did)
             for event in events:
                 if event["type"] == DELIVERY_RETRY:
-                    ids = await ledger.deliveries_for(session, kind, delivery_id=UUID(event["delivery_id"]))
+                    did = UUID(event["delivery_id"])
+                    ids = [did] if did in by_id else []
                 else:
-                    await ledger.fan_out(session, event, [kind], now=now)
-                    ids = await ledger.deliveries_for(session, kind, event_id=UUID(event["event_id"]))
+                    ids = by_event.get(UUID(event["event_id"]), [])
                 ids_by_event[event["event_id"]] = ids
             claims, busy = await ledger.claim(session, [i for ids in ids_by_event.values() for i in ids],
                                               now=now, stale_after=self.settings.delivery_claim_timeout)

@@ -83,38 +83,64 @@ async def fan_out(session: AsyncSession, event: dict[str, Any], kinds: Collectio
     """One pending row per enabled integration of these kinds on the event's form, if absent.
 
     Idempotent: a redelivered or republished event finds its rows and adds nothing."""
-    if not kinds or not str(event["type"]).startswith("response."):
-        return 0  # delivery.retry events name a row that already exists
-    integrations = (await session.execute(
-        select(FormIntegration.id).where(
-            FormIntegration.form_id == UUID(event["form_id"]), FormIntegration.enabled.is_(True),
-            FormIntegration.kind.in_(list(kinds)))
-    )).scalars().all()
-    if not integrations:
+    return await fan_out_many(session, [event], kinds, now=now)
+
+
+_FAN_OUT_CHUNK = 500  # rows per INSERT: well inside SQLite's limit on bound parameters
+
+
+async def fan_out_many(session: AsyncSession, events: Sequence[dict[str, Any]], kinds: Collection[str], *,
+                       now: datetime) -> int:
+    """`fan_out` for a batch of events: one query for the integrations, one insert per 500 rows."""
+    events = [e for e in events if str(e["type"]).startswith("response.")]  # retries name existing rows
+    if not kinds or not events:
         return 0
-    response_id = UUID(event["response_id"]) if event.get("response_id") else None
-    rows = [{
-        "id": uuid7(), "integration_id": iid, "form_id": UUID(event["form_id"]), "response_id": response_id,
-        "event_id": UUID(event["event_id"]), "event_type": event["type"], "state": DeliveryState.PENDING,
-        "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now,
-    } for iid in integrations]
-    stmt = _insert(session)(Delivery).values(rows).on_conflict_do_nothing(
-        index_elements=[Delivery.integration_id, Delivery.event_id])
-    result = await session.execute(stmt)
-    return max(result.rowcount or 0, 0)
+    found = (await session.execute(
+        select(FormIntegration.id, FormIntegration.form_id).where(
+            FormIntegration.form_id.in_({UUID(e["form_id"]) for e in events}),
+            FormIntegration.enabled.is_(True), FormIntegration.kind.in_(list(kinds))).order_by(FormIntegration.id)
+    )).all()
+    by_form: dict[UUID, list[UUID]] = {}
+    for iid, form_id in found:
+        by_form.setdefault(form_id, []).append(iid)
+    rows = []
+    for event in events:
+        form_id = UUID(event["form_id"])
+        response_id = UUID(event["response_id"]) if event.get("response_id") else None
+        rows += [{
+            "id": uuid7(), "integration_id": iid, "form_id": form_id, "response_id": response_id,
+            "event_id": UUID(event["event_id"]), "event_type": event["type"], "state": DeliveryState.PENDING,
+            "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now,
+        } for iid in by_form.get(form_id, ())]
+    added = 0
+    for start in range(0, len(rows), _FAN_OUT_CHUNK):
+        stmt = _insert(session)(Delivery).values(rows[start:start + _FAN_OUT_CHUNK]).on_conflict_do_nothing(
+            index_elements=[Delivery.integration_id, Delivery.event_id])
+        added += max((await session.execute(stmt)).rowcount or 0, 0)
+    return added
 
 
 async def deliveries_for(
     session: AsyncSession, kind: str, *, event_id: UUID | None = None, delivery_id: UUID | None = None
 ) -> list[UUID]:
     """The rows of this kind for an event (or the one row a delivery.retry names, if of this kind)."""
-    stmt = select(Delivery.id).join(FormIntegration, FormIntegration.id == Delivery.integration_id).where(
-        FormIntegration.kind == kind)
-    if event_id is not None:
-        stmt = stmt.where(Delivery.event_id == event_id)
-    if delivery_id is not None:
-        stmt = stmt.where(Delivery.id == delivery_id)
-    return list((await session.execute(stmt.order_by(Delivery.id))).scalars())
+    found = await deliveries_for_many(session, kind, event_ids=[event_id] if event_id is not None else [],
+                                      delivery_ids=[delivery_id] if delivery_id is not None else [])
+    return [did for _, did in found]
+
+
+async def deliveries_for_many(
+    session: AsyncSession, kind: str, *, event_ids: Collection[UUID] = (), delivery_ids: Collection[UUID] = ()
+) -> list[tuple[UUID, UUID]]:
+    """(event id, delivery id) of this kind's rows for these events, and for these named rows."""
+    found: list[tuple[UUID, UUID]] = []
+    for column, ids in ((Delivery.event_id, event_ids), (Delivery.id, delivery_ids)):
+        if ids:
+            stmt = (select(Delivery.event_id, Delivery.id)
+                    .join(FormIntegration, FormIntegration.id == Delivery.integration_id)
+                    .where(FormIntegration.kind == kind, column.in_(list(ids))).order_by(Delivery.id))
+            found += [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
+    return found
 
 
 async def claim(
@@ -170,10 +196,12 @@ async def claim(
         await session.execute(update(Delivery).where(Delivery.id.in_(disabled)).values(
             state=DeliveryState.FAILED, last_error="The integration was disabled before this was delivered.",
             next_attempt_at=None, updated_at=now))
-    for c in claims:
-        await session.execute(update(Delivery).where(Delivery.id == c.delivery_id).values(
-            state=DeliveryState.IN_FLIGHT, attempts=c.attempt, claimed_at=now, next_attempt_at=None,
-            updated_at=now))
+    if claims:
+        # One statement for the batch. The rows are locked by this transaction, so attempts + 1 is
+        # each claim's `attempt`; the loaded objects are not used again, so nothing to synchronise.
+        await session.execute(update(Delivery).where(Delivery.id.in_([c.delivery_id for c in claims])).values(
+            state=DeliveryState.IN_FLIGHT, attempts=Delivery.attempts + 1, claimed_at=now, next_attempt_at=None,
+            updated_at=now).execution_options(synchronize_session=False))
     return claims, busy
 
 
