@@ -13,7 +13,7 @@ from webapp.accounts.api import TokenController
 from webapp.accounts.pages import account_pages
 from webapp.cli import CLIPlugin
 from webapp.compat.api import compat_handlers
-from webapp.db import sqlalchemy_config
+from webapp.db import closing_engine, sqlalchemy_config
 from webapp.deliveries.api import DeliveryController, FormIntegrationController, IntegrationKindController
 from webapp.deliveries.embedded import embedded_lifespan
 from webapp.deliveries.pages import integration_pages
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         csrf_config=csrf_config(settings),
         plugins=[SQLAlchemyPlugin(config=db_config), CLIPlugin()],
         # Without a broker, deliveries run in-process from the outbox (EMBEDDED_DELIVERY=false: off).
-        lifespan=embedded_lifespan(settings, engine),
+        lifespan=[closing_engine(engine), *embedded_lifespan(settings, engine)],
         on_startup=[warm_up(settings, engine)],
         exception_handlers=exception_handlers,
         openapi_config=OpenAPIConfig(

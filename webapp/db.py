@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -20,7 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from webapp.settings import ROOT, Settings
 
-__all__ = ("Base", "create_engine", "fetch_all", "fetch_one", "metadata", "sqlalchemy_config")
+__all__ = ("Base", "closing_engine", "create_engine", "fetch_all", "fetch_one", "metadata", "sqlalchemy_config")
 
 # Time-ordered UUIDv7 keys keep inserts at the right edge of every index.
 Base = UUIDv7Base
@@ -81,6 +83,23 @@ def sqlalchemy_config(settings: Settings, engine: AsyncEngine | None = None) -> 
         ),
         create_all=False,
     )
+
+
+def closing_engine(engine: AsyncEngine) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """An app lifespan hook, listed first so it ends last: close the pool's connections on shutdown.
+
+    (advanced-alchemy's plugin looks for its engine under another state key than it stores it
+    under, so it never disposes it; a process that builds many apps, like the test suite, then
+    kept every pool's connections open until the database refused new ones.)"""
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    return lifespan
 
 
 async def fetch_one(session: AsyncSession, sql: str, *params: Any) -> Any:

@@ -46,6 +46,7 @@ def warm_up(settings: Settings, engine: AsyncEngine) -> Callable[[], Awaitable[N
                 await conn.exec_driver_sql("SELECT 1")
         except Exception as exc:
             log.warning("warmup_database_unavailable", error=type(exc).__name__)
-        freeze_startup_heap()
+        if settings.env != "test":  # the test suite builds an app per test: frozen, none would be freed
+            freeze_startup_heap()
 
     return hook

@@ -49,11 +49,15 @@ async def test_exhausted_pool_answers_503_and_saves_nothing(settings, owner, ses
         assert await s.scalar(select(func.count()).select_from(Response)) == 1
 
 
-async def test_starting_checks_the_database_but_holds_one_connection_at_most(settings):
-    """Every web, relay and worker process starts this way: a whole pool each would exhaust the
-    server's connections for nothing."""
+async def test_an_app_holds_one_connection_when_started_and_none_when_stopped(settings, owner):
+    """Starting checks the database with one connection (a whole pool per web, relay and worker
+    process would exhaust the server's connections for nothing); stopping closes them all."""
     app = create_app(replace(settings, db_pool_size=5))
     engine = app.plugins.get(SQLAlchemyPlugin).config[0].get_engine()
-    async with app.lifespan():
+    async with app.lifespan(), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                                 base_url="http://test") as client:
         assert engine.pool.checkedin() == 1  # opened and checked at start, before any request
-    await engine.dispose()
+        pages = await asyncio.gather(*(client.get("/api/v1/forms", headers=owner.headers) for _ in range(4)))
+        assert [p.status_code for p in pages] == [200] * 4
+        assert engine.pool.checkedin() >= 1
+    assert engine.pool.checkedin() == 0

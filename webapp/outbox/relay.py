@@ -14,7 +14,8 @@ It wakes on `NOTIFY formwright_outbox` (PostgreSQL; any writer may send it) and 
 every OUTBOX_POLL_SECONDS. The submission transaction deliberately does not NOTIFY: PostgreSQL
 serialises committing transactions that notified on a database-wide lock held through the commit
 flush, which would cap submissions at roughly one per disk flush. While there is a backlog the
-relay does not wait between passes, so polling costs latency only when idle.
+relay does not wait between passes, and while rows keep arriving it looks again after BUSY_POLL
+seconds, so the poll interval costs latency only when idle.
 
 A lost broker connection is survived: the pass fails, nothing is marked, and the relay reconnects
 with back-off and carries on where the table says it is.
