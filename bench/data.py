@@ -98,6 +98,25 @@ def _pg(db_url: str) -> str:
     return db_url.replace("postgresql+asyncpg://", "postgresql://")
 
 
+async def settle(db_url: str, limit: float = 120.0) -> float:
+    """Let the database finish the background work a write scenario left (a checkpoint of its WAL,
+    autovacuum of the tables it grew), so the next scenario is measured on its own. Seconds waited."""
+    started = time.monotonic()
+    conn = await asyncpg.connect(_pg(db_url))
+    try:
+        await conn.execute("CHECKPOINT")
+        while time.monotonic() - started < limit:
+            busy = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' "
+                "AND datname = current_database()")
+            if not busy:
+                break
+            await asyncio.sleep(1)
+    finally:
+        await conn.close()
+    return round(time.monotonic() - started, 1)
+
+
 async def form_counts(db_url: str, form_id: str) -> dict[str, int]:
     conn = await asyncpg.connect(_pg(db_url))
     try:

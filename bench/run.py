@@ -225,7 +225,9 @@ def main() -> None:
         wanted = [s for s in args.only.split(",") if s] or list(scenarios)
         for name in wanted:
             print(f"== {name}", flush=True)
+            settled = asyncio.run(data.settle(database_url()))
             report["scenarios"][name] = scenarios[name]()
+            report["scenarios"][name]["settled_s"] = settled
             print(json.dumps(report["scenarios"][name], default=str), flush=True)
     if not args.skip_ceiling:
         report["ceiling"] = data.pgbench_ceiling(PG_SERVER, DB_NAME, args.duration)
