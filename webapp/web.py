@@ -30,6 +30,7 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from litestar.types import ControllerRouterHandler
+from litestar.utils.empty import value_or_default
 from litestar.utils.scope.state import ScopeState
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -265,9 +266,9 @@ def _shareable(request: Request[Any, Any, Any]) -> bool:
     return not is_htmx(request) and FLASH_COOKIE not in request.cookies
 
 
-def _shared_response(request: Request[Any, Any, Any], parts: tuple[bytes, ...], status_code: int) -> Response[bytes]:
-    token = html.escape(str(ScopeState.from_scope(request.scope).csrf_token or ""))
-    return Response(content=token.encode().join(parts), status_code=status_code, media_type=MediaType.HTML,
+def _shared_response(request: Request[Any, Any, Any], parts: tuple[bytes, ...]) -> Response[bytes]:
+    token = html.escape(str(value_or_default(ScopeState.from_scope(request.scope).csrf_token, "")))
+    return Response(content=token.encode().join(parts), media_type=MediaType.HTML,
                     headers={"Cache-Control": "no-store"})
 
 
@@ -277,7 +278,7 @@ def shared_page(request: Request[Any, Any, Any], key: Hashable) -> Response[byte
     if parts is None or not _shareable(request):
         return None
     _shared.move_to_end(key)
-    return _shared_response(request, parts, 200)
+    return _shared_response(request, parts)
 
 
 def render_shared(request: Request[Any, Any, Any], key: Hashable, template: str, **context: Any) -> Any:
@@ -299,7 +300,7 @@ def render_shared(request: Request[Any, Any, Any], key: Hashable, template: str,
     _shared[key] = parts
     if len(_shared) > _SHARED_SIZE:
         _shared.popitem(last=False)
-    return _shared_response(request, parts, 200)
+    return _shared_response(request, parts)
 
 
 def redirect(
