@@ -25,6 +25,7 @@ from uuid_utils.compat import uuid7
 
 from tests import dbutil
 from webapp.db import create_engine
+from webapp.observability import run_process
 from webapp.outbox import broker
 from webapp.outbox.events import RESPONSE_SUBMITTED, response_event
 from webapp.outbox.models import OutboxEvent
@@ -114,4 +115,4 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--relays", type=int, default=1)
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.batch, args.relays))
+    run_process(main(args.events, args.batch, args.relays))  # the loop `formwright relay` runs on

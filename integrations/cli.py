@@ -8,7 +8,6 @@ dies unexpectedly is started again after a short pause.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -43,10 +42,11 @@ def run_command(kinds: tuple[str, ...]) -> None:
             f"Installed: {', '.join(registry.kinds()) or 'none'}." + (f"\nFailed to load:{broken}" if broken else ""))
     if len(chosen) == 1:
         from integrations.runtime import run_worker
+        from webapp.observability import run_process
         from webapp.settings import SettingsError
 
         try:
-            asyncio.run(run_worker(settings, chosen))
+            run_process(run_worker(settings, chosen))
         except SettingsError as exc:
             raise click.ClickException(str(exc)) from None
         return

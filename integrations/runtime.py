@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from webapp.db import create_engine
 from webapp.deliveries import ledger
 from webapp.deliveries.engine import BadEvent, DeliveryEngine, EventOutcome, check_event
+from webapp.observability import run_process
 from webapp.outbox import broker
 from webapp.plugins import Registry, load_integrations
 from webapp.settings import Settings, get_settings
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = get_settings()
     configure_logging(settings)
-    asyncio.run(run_worker(settings, list(argv if argv is not None else sys.argv[1:])))
+    run_process(run_worker(settings, list(argv if argv is not None else sys.argv[1:])))
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ def create_token_command(email: str, name: str) -> None:
 
 @click.command(name="relay", help="Publish outbox events to RabbitMQ (AMQP_URL) until SIGTERM.")
 def relay_command() -> None:
+    from webapp.observability import run_process
     from webapp.outbox.relay import run_relay
     from webapp.settings import SettingsError, get_settings
 
@@ -98,7 +99,7 @@ def relay_command() -> None:
         if not settings.amqp_url:
             raise click.ClickException("AMQP_URL is not set. Without a broker there is nothing to relay: the web "
                                        "process delivers from the outbox itself (embedded mode).")
-        asyncio.run(run_relay(settings))
+        run_process(run_relay(settings))
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
 

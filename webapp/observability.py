@@ -344,6 +344,14 @@ class Stoppable(Protocol):
     def stop(self) -> None: ...
 
 
+def run_process(main: Awaitable[T]) -> T:
+    """Run a relay's or a worker's main coroutine on uvloop, as uvicorn runs the web processes:
+    about 10 % more events a second through the relay than on asyncio's own loop (bench/relay_bench)."""
+    import uvloop
+
+    return uvloop.run(main)  # type: ignore[arg-type]
+
+
 async def run_until_signalled(service: Stoppable, metrics_port: int) -> None:
     """Run a relay or a worker until SIGTERM or SIGINT (its `stop` finishes the work in hand),
     serving /metrics and /health on `metrics_port` meanwhile (0 = off)."""
