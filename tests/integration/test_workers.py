@@ -165,7 +165,7 @@ async def test_a_delivery_whose_message_was_lost_is_announced_again(
     async with sessionmaker() as s, s.begin():
         event = await s.scalar(select(OutboxEvent).where(OutboxEvent.response_id == rid))
         event.published_at = utcnow()  # as if published, then lost on the broker side
-        await ledger.fan_out(s, event.payload, ["echo"], now=utcnow() - timedelta(minutes=5))
+        await ledger.fan_out(s, [event.payload], ["echo"], now=utcnow() - timedelta(minutes=5))
     processes.relay(env)
     processes.workers(env, "echo")
     rows = await wait_until(lambda: _all_delivered(sessionmaker, 1), timeout=40, what="the lost delivery")

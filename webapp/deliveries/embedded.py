@@ -60,8 +60,7 @@ class EmbeddedDispatcher:
             rows = (await session.execute(stmt)).all()
             if not rows:
                 return 0
-            for _, payload in rows:
-                await ledger.fan_out(session, payload, kinds, now=now)
+            await ledger.fan_out(session, [payload for _, payload in rows], kinds, now=now)
             await session.execute(update(OutboxEvent).where(OutboxEvent.id.in_([r[0] for r in rows]))
                                   .values(published_at=now, attempts=OutboxEvent.attempts + 1))
         return len(rows)

@@ -90,13 +90,12 @@ class DeliveryEngine:
         async with self.sessionmaker() as session, session.begin():
             await ledger.lock_for_write(session)
             # The whole batch in a few statements: per-event queries cost more than the deliveries.
-            await ledger.fan_out_many(session, events, [kind], now=now)
+            await ledger.fan_out(session, events, [kind], now=now)
             retries = {UUID(e["delivery_id"]) for e in events if e["type"] == DELIVERY_RETRY}
             fresh = {UUID(e["event_id"]) for e in events if e["type"] != DELIVERY_RETRY}
             by_event: dict[UUID, list[UUID]] = {}
             by_id: set[UUID] = set()
-            for event_id, did in await ledger.deliveries_for_many(session, kind, event_ids=fresh,
-                                                                  delivery_ids=retries):
+            for event_id, did in await ledger.deliveries_for(session, kind, event_ids=fresh, delivery_ids=retries):
                 by_event.setdefault(event_id, []).append(did)
                 by_id.add(did)
             for event in events:

@@ -79,19 +79,15 @@ def _insert(session: AsyncSession) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
-async def fan_out(session: AsyncSession, event: dict[str, Any], kinds: Collection[str], *, now: datetime) -> int:
-    """One pending row per enabled integration of these kinds on the event's form, if absent.
-
-    Idempotent: a redelivered or republished event finds its rows and adds nothing."""
-    return await fan_out_many(session, [event], kinds, now=now)
-
-
 _FAN_OUT_CHUNK = 500  # rows per INSERT: well inside SQLite's limit on bound parameters
 
 
-async def fan_out_many(session: AsyncSession, events: Sequence[dict[str, Any]], kinds: Collection[str], *,
-                       now: datetime) -> int:
-    """`fan_out` for a batch of events: one query for the integrations, one insert per 500 rows."""
+async def fan_out(session: AsyncSession, events: Sequence[dict[str, Any]], kinds: Collection[str], *,
+                  now: datetime) -> int:
+    """One pending row per enabled integration of these kinds on each event's form, if absent: one
+    query for the integrations, one insert per 500 rows.
+
+    Idempotent: a redelivered or republished event finds its rows and adds nothing."""
     events = [e for e in events if str(e["type"]).startswith("response.")]  # retries name existing rows
     if not kinds or not events:
         return 0
@@ -121,15 +117,6 @@ async def fan_out_many(session: AsyncSession, events: Sequence[dict[str, Any]], 
 
 
 async def deliveries_for(
-    session: AsyncSession, kind: str, *, event_id: UUID | None = None, delivery_id: UUID | None = None
-) -> list[UUID]:
-    """The rows of this kind for an event (or the one row a delivery.retry names, if of this kind)."""
-    found = await deliveries_for_many(session, kind, event_ids=[event_id] if event_id is not None else [],
-                                      delivery_ids=[delivery_id] if delivery_id is not None else [])
-    return [did for _, did in found]
-
-
-async def deliveries_for_many(
     session: AsyncSession, kind: str, *, event_ids: Collection[UUID] = (), delivery_ids: Collection[UUID] = ()
 ) -> list[tuple[UUID, UUID]]:
     """(event id, delivery id) of this kind's rows for these events, and for these named rows."""
