@@ -85,7 +85,16 @@ async def _build(page, shot) -> str:
     await _edit(page, cards["Your name"], "Help text (optional)", "As you would like to be addressed.")
     number = cards["How many people are in your team?"]
     await number.get_by_text("Answer rules").click()
-    await _edit(page, number, "Smallest number (optional)", "1")
+    # Typing on while a save runs loses nothing: the next field is filled before the save answers.
+    smallest, largest = number.get_by_label("Smallest number (optional)"), number.get_by_label("Largest number (optional)")
+    async with _saves(page):
+        await smallest.fill("1")
+        await smallest.press("Tab")
+        await largest.fill("400")
+    async with _saves(page):
+        await largest.press("Tab")
+    await expect(largest).to_have_value("400")
+    await expect(smallest).to_have_value("1")
     async with _saves(page):
         await number.get_by_label("Whole numbers only").check()
     await expect(number.locator(".save-state__text")).to_have_text("✓ Saved")

@@ -145,9 +145,22 @@ async def test_editing_a_question_in_place(client, owner, sessionmaker):
 
     r = await _post(client, f"{url}/{name.id}", token, {"text": "Full name", "help_text": "As on your ID"})
     assert r.status_code == 200 and "✓ Saved" in r.text
-    assert r.text.lstrip().startswith(f'<article class="qcard card" id="qcard-{name.id}"')
+    # A plain save does not redraw the fields (what is typed meanwhile would be lost): it replaces
+    # the heading, the saved state and the controls' labels out of band, and nothing else.
+    assert r.headers["hx-reswap"] == "none"
+    assert 'name="text"' not in r.text and "<article" not in r.text
+    assert f'<h3 class="qcard__title" id="qe-{name.id}-heading" hx-swap-oob="true">' in r.text
+    assert f'id="qe-{name.id}-state" hx-swap-oob="true"' in r.text
+    assert f'id="qe-{name.id}-actions" hx-swap-oob="true"' in r.text and "Move down<span class=\"visually-hidden\">: Full name" in r.text
     name = (await _questions(sessionmaker, form["id"]))[0]
     assert (name.text, name.help_text, name.mandatory) == ("Full name", "As on your ID", False)
+    # After an error the card is drawn whole, and the next good save draws it whole again.
+    r = await _post(client, f"{url}/{name.id}", token, {"text": " "})
+    assert r.status_code == 422 and 'name="shown_errors"' in r.text
+    r = await _post(client, f"{url}/{name.id}", token, {"text": "Full name", "shown_errors": "1"})
+    assert r.status_code == 200 and "hx-reswap" not in r.headers
+    assert r.text.lstrip().startswith(f'<article class="qcard card" id="qcard-{name.id}"')
+    assert "field-error" not in r.text and 'name="shown_errors"' not in r.text
 
     # Rules: shown as inputs, parsed, checked by the service; bad input is an inline error.
     r = await _post(client, f"{url}/{age.id}", token, _question_fields(age, c_min="0", c_max="130.5",

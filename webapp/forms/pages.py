@@ -485,7 +485,8 @@ async def save_question(request: Request, db_session: AsyncSession, user: User, 
                         question_id: str) -> Any:
     form = await _owned(db_session, user, form_id, lock=True)
     question = await _question(db_session, form, question_id)
-    editor, update = _posted_editor(question, await form_data(request))
+    data = await form_data(request)
+    editor, update = _posted_editor(question, data)
     if update is not None:
         try:
             question = await service.update_question(db_session, form, question, update)
@@ -500,14 +501,19 @@ async def save_question(request: Request, db_session: AsyncSession, user: User, 
     if not is_htmx(request):
         return redirect(request, f"/forms/{form.id}/edit#qcard-{question.id}", flash=f"Saved “{question.text}”.")
     saved = Editor.of(question, saved=True, focus=editor.focus)
-    return await _card(request, db_session, form, saved)
+    if _text(data, "op") or _text(data, "shown_errors"):  # the card's layout changes: redraw it
+        return await _card(request, db_session, form, saved)
+    # A plain save leaves the fields alone: redrawing them would drop what was typed while it ran.
+    return await _card(request, db_session, form, saved, template="builder/_question_saved.html",
+                        headers={"HX-Reswap": "none"})
 
 
-async def _card(request: Request, db: AsyncSession, form: Form, editor: Editor, status: int = 200) -> Any:
+async def _card(request: Request, db: AsyncSession, form: Form, editor: Editor, status: int = 200,
+                template: str = "builder/_question.html", headers: dict[str, str] | None = None) -> Any:
     active = await service.load_questions(db, form.id, include_archived=False)
     ids = [q.id for q in active]
     index = ids.index(editor.q.id) if editor.q.id in ids else 0
-    return render(request, "builder/_question.html", fragment="builder/_question.html", status_code=status,
+    return render(request, "builder/_question.html", fragment=template, status_code=status, headers=headers,
                   form=form, e=editor, index=index, count=len(ids), scales=SCALES)
 
 
