@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import asyncpg
 import httpx
 
 from bench import wrk
+from webapp.responses.readmodel import order_stamp
 
 BENCH_EMAIL = "bench@formwright.invalid"
 # Ten questions of mixed kinds, five mandatory, as in the issue.
@@ -146,32 +148,40 @@ def _uuid(value: str) -> Any:
 
 # ---- large forms, generated with set-based SQL and kept between runs ---------------------------
 
-# One statement per chunk: the responses and, from exactly those rows, their ten answers.
+# One statement per chunk: the answers of the chunk's responses (v), then the responses with their
+# listing copy of those answers (readmodel.answers_json's array; $4 is the order stamp), then the
+# answers themselves.
 _GENERATE = """
-WITH r AS (
-  INSERT INTO responses (id, form_id, submitted_at, updated_at, form_version, status)
-  SELECT gen_random_uuid(), $1, ts, ts, 1, 'complete'
-  FROM (SELECT now() - make_interval(secs => g * 0.5) AS ts FROM generate_series($2::int, $3::int) g) s
-  RETURNING id, form_id
+WITH s AS (
+  SELECT gen_random_uuid() AS id, now() - make_interval(secs => g * 0.5) AS ts
+  FROM generate_series($2::int, $3::int) g
+), v AS (
+  SELECT s.id AS rid, q.id AS qid, q.position, v0.value,
+         CASE jsonb_typeof(v0.value) WHEN 'array' THEN v0.value->>0 ELSE v0.value #>> '{}' END AS text
+  FROM s
+  JOIN questions q ON q.form_id = $1
+  CROSS JOIN LATERAL (SELECT abs(hashtext(s.id::text)) AS h) x
+  CROSS JOIN LATERAL (
+    SELECT CASE q.kind
+        WHEN 'number' THEN to_jsonb(x.h % 90 + 10)
+        WHEN 'rating' THEN to_jsonb(x.h % 5 + 1)
+        WHEN 'multiple_choice' THEN jsonb_build_array(q.options->>(x.h % 4))
+        WHEN 'single_choice' THEN q.options->(x.h % 3)
+        WHEN 'dropdown' THEN q.options->(x.h % 5)
+        WHEN 'date' THEN to_jsonb(to_char(date '2026-01-01' + (x.h % 300), 'YYYY-MM-DD'))
+        WHEN 'email' THEN to_jsonb('person' || (x.h % 100000) || '@example.com')
+        WHEN 'phone' THEN to_jsonb('+1202555' || lpad((x.h % 10000)::text, 4, '0'))
+        ELSE to_jsonb('Answer ' || (x.h % 100000)) END AS value) v0
+), copies AS (
+  SELECT rid, '[' || string_agg('{"question_id":"' || qid::text || '","value":' || value::text || ',"text":'
+         || to_json(text)::text || '}', ',' ORDER BY position, qid) || ']' AS doc
+  FROM v GROUP BY rid
+), r AS (
+  INSERT INTO responses (id, form_id, submitted_at, updated_at, form_version, status, answers_json, answers_order)
+  SELECT s.id, $1, s.ts, s.ts, 1, 'complete', c.doc, $4 FROM s JOIN copies c ON c.rid = s.id
 )
 INSERT INTO answers (id, response_id, question_id, value, text)
-SELECT gen_random_uuid(), r.id, q.id, v.value, v.text
-FROM r
-JOIN questions q ON q.form_id = r.form_id
-CROSS JOIN LATERAL (SELECT abs(hashtext(r.id::text)) AS h) x
-CROSS JOIN LATERAL (
-  SELECT CASE q.kind
-      WHEN 'number' THEN to_jsonb(x.h % 90 + 10)
-      WHEN 'rating' THEN to_jsonb(x.h % 5 + 1)
-      WHEN 'multiple_choice' THEN jsonb_build_array(q.options->>(x.h % 4))
-      WHEN 'single_choice' THEN q.options->(x.h % 3)
-      WHEN 'dropdown' THEN q.options->(x.h % 5)
-      WHEN 'date' THEN to_jsonb(to_char(date '2026-01-01' + (x.h % 300), 'YYYY-MM-DD'))
-      WHEN 'email' THEN to_jsonb('person' || (x.h % 100000) || '@example.com')
-      WHEN 'phone' THEN to_jsonb('+1202555' || lpad((x.h % 10000)::text, 4, '0'))
-      ELSE to_jsonb('Answer ' || (x.h % 100000)) END AS value) v0
-CROSS JOIN LATERAL (SELECT v0.value AS value,
-  CASE jsonb_typeof(v0.value) WHEN 'array' THEN v0.value->>0 ELSE v0.value #>> '{}' END AS text) v
+SELECT gen_random_uuid(), v.rid, v.qid, v.value, v.text FROM v
 """
 
 
@@ -187,15 +197,19 @@ async def large_form(base: str, auth: dict[str, str], db_url: str, size: int) ->
         if form_id is None:
             form_id = _uuid(_create_form(base, auth, title)["id"])
         have = await conn.fetchval("SELECT count(*) FROM responses WHERE form_id = $1", form_id)
+        order = await conn.fetch("SELECT id FROM questions WHERE form_id = $1 ORDER BY position, id", form_id)
+        stamp = order_stamp(UUID(int=row[0].int) for row in order)
         started = time.monotonic()
         chunk = 100_000
         while have < size:
             n = min(chunk, size - have)
-            await conn.execute(_GENERATE, form_id, have + 1, have + n)
+            await conn.execute(_GENERATE, form_id, have + 1, have + n, stamp)
             have += n
             print(f"   generated {have:,}/{size:,} responses for {title}", flush=True)
         if time.monotonic() - started > 1:
-            await conn.execute("ANALYZE responses; ANALYZE answers")
+            # What autovacuum would reach by itself some minutes later (statistics, visibility map,
+            # hint bits), done now so that it does not land in the middle of a measurement.
+            await conn.execute("VACUUM (ANALYZE) responses, answers")
         mid = await conn.fetchrow(
             "SELECT submitted_at, id FROM responses WHERE form_id = $1 ORDER BY submitted_at DESC, id DESC "
             "OFFSET $2 LIMIT 1", form_id, size // 2)

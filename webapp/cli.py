@@ -1,4 +1,4 @@
-"""The `formwright` command: the Litestar CLI preset to our app, plus users and tokens commands."""
+"""The `formwright` command: the Litestar CLI preset to our app, plus users, tokens and responses commands."""
 
 from __future__ import annotations
 
@@ -88,6 +88,29 @@ def create_token_command(email: str, name: str) -> None:
     click.echo(plaintext)
 
 
+@click.group(name="responses", help="Maintain stored responses.")
+def responses_group() -> None:
+    pass
+
+
+@responses_group.command(name="backfill", help="Fill the listing copy of responses stored before migration 0003 "
+                         "(PostgreSQL; in committed batches, safe to run while the app serves).")
+@click.option("--batch-size", default=5_000, show_default=True, type=click.IntRange(1, 100_000))
+def backfill_command(batch_size: int) -> None:
+    from webapp.db import create_engine
+    from webapp.responses.readmodel import backfill
+    from webapp.settings import get_settings
+
+    async def runner() -> int:
+        engine = create_engine(get_settings(), pool=False)
+        try:
+            return await backfill(engine, batch_size)
+        finally:
+            await engine.dispose()
+
+    click.echo(f"{asyncio.run(runner())} responses filled.")
+
+
 @click.command(name="relay", help="Publish outbox events to RabbitMQ (AMQP_URL) until SIGTERM.")
 def relay_command() -> None:
     from webapp.observability import run_process
@@ -127,6 +150,7 @@ class CLIPlugin(CLIPluginProtocol):
     def on_cli_init(self, cli: click.Group) -> None:
         cli.add_command(users_group)
         cli.add_command(tokens_group)
+        cli.add_command(responses_group)
         cli.add_command(relay_command)
         for command in plugin_commands():
             cli.add_command(command)

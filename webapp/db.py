@@ -22,7 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from webapp.settings import ROOT, Settings
 
-__all__ = ("Base", "closing_engine", "create_engine", "fetch_all", "fetch_one", "metadata", "sqlalchemy_config")
+__all__ = ("Base", "as_uuid", "closing_engine", "create_engine", "fetch_all", "fetch_one", "metadata", "sqlalchemy_config")
 
 # Time-ordered UUIDv7 keys keep inserts at the right edge of every index.
 Base = UUIDv7Base
@@ -103,32 +103,29 @@ def closing_engine(engine: AsyncEngine) -> Callable[[Any], AbstractAsyncContextM
 
 
 async def fetch_one(session: AsyncSession, sql: str, *params: Any) -> Any:
-    """One row of a small read, in a single round trip where the driver allows it.
-
-    On PostgreSQL, outside a transaction, the statement runs on a pooled connection in autocommit
-    (no BEGIN/COMMIT around it) as a prepared statement; otherwise it is `fetch_all`'s first row.
-    `sql` uses $1, $2… placeholders.
-    """
-    engine = session.bind
-    if engine.dialect.name == "postgresql" and not session.in_transaction():
-        async with engine.connect() as conn:
-            raw = (await conn.get_raw_connection()).driver_connection
-            return await raw.fetchrow(sql, *params)
+    """`fetch_all`'s first row, or None. A write (UPDATE … RETURNING) outside a transaction commits at once."""
     rows = await fetch_all(session, sql, *params)
     return rows[0] if rows else None
 
 
 async def fetch_all(session: AsyncSession, sql: str, *params: Any) -> list[Any]:
-    """Rows of a read inside the session's transaction, on the driver directly where it pays off.
+    """Rows of one statement, on the driver directly where it pays off (no ORM row processing).
 
-    On PostgreSQL the statement is a prepared asyncpg statement (no ORM row processing); `sql` uses
-    $1, $2… placeholders and may use `= ANY($1)` for lists. On SQLite the placeholders become ? and
-    list parameters are expanded in place.
+    On PostgreSQL it is a prepared asyncpg statement. Inside the session's transaction it runs
+    there; outside one it runs on a pooled connection in autocommit, so a read that needs no
+    transaction costs no BEGIN/COMMIT round trips. `sql` uses $1, $2… placeholders and may use
+    `= ANY($1)` for lists. On SQLite the placeholders become ? and list parameters are expanded in
+    place, and the statement joins the session's transaction.
     """
-    conn = await session.connection()
     if session.bind.dialect.name == "postgresql":
+        if not session.in_transaction():
+            async with session.bind.connect() as conn:
+                raw = (await conn.get_raw_connection()).driver_connection
+                return list(await raw.fetch(sql, *params))
+        conn = await session.connection()
         raw = (await conn.get_raw_connection()).driver_connection
         return list(await raw.fetch(sql, *params))
+    conn = await session.connection()
     args: list[Any] = []
 
     def expand(match: re.Match[str]) -> str:
@@ -142,6 +139,11 @@ async def fetch_all(session: AsyncSession, sql: str, *params: Any) -> list[Any]:
     stmt = re.sub(r"= ANY\(\$(\d+)\)", lambda m: "IN " + expand(m), sql)
     stmt = re.sub(r"\$(\d+)", expand, stmt)
     return list((await conn.exec_driver_sql(stmt, tuple(args))).all())
+
+
+def as_uuid(value: UUID | bytes) -> UUID:
+    """A plain UUID from what a raw read returns (asyncpg's own UUID type, SQLite's 16 bytes)."""
+    return UUID(bytes=value) if isinstance(value, bytes) else UUID(int=value.int)
 
 
 def _sqlite_param(value: Any) -> Any:

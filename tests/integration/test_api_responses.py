@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 from sqlalchemy import func, select, update
 
 from webapp.outbox.models import OutboxEvent
@@ -172,6 +173,8 @@ async def test_response_limit_holds_under_concurrency(client, owner, sessionmake
 
 async def test_keyset_pagination_newest_first(client, owner):
     fid, (q,) = await _open_form(client, owner, [{"text": "Q"}])
+    r = await client.get(f"/api/v1/forms/{fid}/responses", headers=owner.headers)
+    assert r.json() == {"items": [], "next_cursor": None, "limit": 50}
     ids = []
     for i in range(7):
         ids.append(
@@ -188,6 +191,9 @@ async def test_keyset_pagination_newest_first(client, owner):
         if cursor is None:
             break
     assert seen == list(reversed(ids))
+    # A page that ends exactly at the last response says there is nothing more.
+    page = (await client.get(f"/api/v1/forms/{fid}/responses", params={"limit": 7}, headers=owner.headers)).json()
+    assert [r["id"] for r in page["items"]] == list(reversed(ids)) and page["next_cursor"] is None
     r = await client.get(
         f"/api/v1/forms/{fid}/responses", params={"cursor": "garbage!"}, headers=owner.headers
     )
@@ -294,6 +300,20 @@ async def test_listed_responses_are_exactly_what_reading_one_gives(client, owner
     for given in answers:
         r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": given})
         assert r.status_code == 201, r.text
+
+    async def same_as_single_reads(expected: int) -> list[dict]:
+        page = (await client.get(f"/api/v1/forms/{fid}/responses?limit=2", headers=owner.headers)).json()
+        rest = (await client.get(f"/api/v1/forms/{fid}/responses?limit=2&cursor={page['next_cursor']}",
+                                 headers=owner.headers)).json()
+        assert page["limit"] == 2 and rest["next_cursor"] is None
+        listed = page["items"] + rest["items"]
+        assert len(listed) == expected
+        for item in listed:
+            one = await client.get(f"/api/v1/forms/{fid}/responses/{item['id']}", headers=owner.headers)
+            assert item == one.json()
+        return listed
+
+    await same_as_single_reads(3)
     # New question order, and an answered question archived: its answers stay, listed last.
     r = await client.post(f"/api/v1/forms/{fid}/questions/reorder", headers=owner.headers,
                           json={"question_ids": [sub, hobbies, phone, age, name]})
@@ -303,17 +323,30 @@ async def test_listed_responses_are_exactly_what_reading_one_gives(client, owner
     async with sessionmaker() as s, s.begin():  # a timestamp with no microseconds is written without them
         await s.execute(update(Response).values(submitted_at=datetime(2026, 5, 1, 12, 0, tzinfo=UTC)).where(
             Response.id == (await s.scalars(select(Response.id).limit(1))).one()))
-    page = (await client.get(f"/api/v1/forms/{fid}/responses?limit=2", headers=owner.headers)).json()
-    rest = (await client.get(f"/api/v1/forms/{fid}/responses?limit=2&cursor={page['next_cursor']}",
-                             headers=owner.headers)).json()
-    assert page["limit"] == 2 and rest["next_cursor"] is None
-    listed = page["items"] + rest["items"]
-    assert len(listed) == 3
-    for item in listed:
-        one = await client.get(f"/api/v1/forms/{fid}/responses/{item['id']}", headers=owner.headers)
-        assert item == one.json()
+    listed = await same_as_single_reads(3)
     first = next(i for i in listed if i["answers"][0]["question_id"] == sub and len(i["answers"]) == 5)
     assert [a["question_id"] for a in first["answers"]] == [sub, phone, age, name, hobbies]
     assert [a["value"] for a in first["answers"]] == [True, "+12025550143", 36, 'Ada "the first" \\ Lovelace ✓',
                                                      ["Chess", "Judo"]]
     assert "2026-05-01T12:00:00Z" in [i["submitted_at"] for i in listed]
+    # Responses written or edited under the new order list the same way as those written before it.
+    new = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "Kat", phone: "202 555 0101", sub: "yes"}})
+    assert new.status_code == 201, new.text
+    r = await client.patch(f"/api/v1/forms/{fid}/responses/{first['id']}", headers=owner.headers,
+                           json={"answers": {age: 37}})
+    assert r.status_code == 200, r.text
+    listed = await same_as_single_reads(4)
+    edited = next(i for i in listed if i["id"] == first["id"])
+    assert [a["question_id"] for a in edited["answers"]] == [sub, phone, age, name, hobbies]
+    assert [a["value"] for a in edited["answers"]][2] == 37
+    # The copy kept on each row holds what the API shows; rows written or edited since the reorder
+    # hold it in the new order too (the older ones are listed from the answers table).
+    async with sessionmaker() as s:
+        stored = dict((await s.execute(select(Response.id, Response.answers_json))).tuples().all())
+    fresh = {new.json()["id"], first["id"]}
+    for item in listed:
+        copy = msgspec.json.decode(stored[uuid.UUID(item["id"])])
+        if item["id"] in fresh:
+            assert copy == item["answers"]
+        else:
+            assert sorted(copy, key=lambda a: a["question_id"]) == sorted(item["answers"], key=lambda a: a["question_id"])

@@ -7,14 +7,16 @@ import re
 from datetime import timedelta
 from uuid import UUID
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from webapp.accounts.models import ApiToken, User
 from webapp.accounts.security import hash_password, hash_token, new_token
+from webapp.db import as_uuid, fetch_one
 from webapp.errors import ProblemError, not_found
-from webapp.timeutil import utcnow
+from webapp.timeutil import as_utc, utcnow
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MIN_PASSWORD_LENGTH = 8
@@ -89,11 +91,21 @@ async def revoke_token(session: AsyncSession, user_id: UUID, token_id: UUID) -> 
     return token
 
 
+# Every API call checks its token: one prepared statement, no ORM query and no transaction.
+_CALLER_SQL = ("SELECT t.id, t.revoked_at, t.last_used_at, u.id, u.email, u.password_hash, u.created_at, "
+               "u.updated_at FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1")
+_TOUCH_SQL = "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 RETURNING id"
+
+
 async def user_for_token(session: AsyncSession, plaintext: str) -> User | None:
-    token = await session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(plaintext)))
-    if token is None or token.revoked_at is not None:
+    """The token's user (detached: loaded outside the session), or None if unknown or revoked."""
+    row = await fetch_one(session, _CALLER_SQL, hash_token(plaintext))
+    if row is None or row[1] is not None:
         return None
     now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        await session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
-    return token.user
+    if row[2] is None or now - as_utc(row[2]) > LAST_USED_RESOLUTION:
+        await fetch_one(session, _TOUCH_SQL, as_uuid(row[0]), now)
+    user = User(id=as_uuid(row[3]), email=row[4], password_hash=row[5], created_at=as_utc(row[6]),
+                updated_at=as_utc(row[7]))
+    make_transient_to_detached(user)  # a stored user: adding it to a session must not insert it
+    return user

@@ -11,6 +11,7 @@ from msgspec import UNSET
 from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from webapp.db import fetch_one
 from webapp.errors import ProblemError, not_found
 from webapp.forms.constraints import check_constraints, check_options
 from webapp.forms.models import Form, FormStatus, Question, QuestionKind
@@ -103,6 +104,14 @@ async def get_owned_form(session: AsyncSession, owner_id: UUID, form_id: UUID, *
     if form is None:
         raise not_found("Form")
     return form
+
+
+async def owned_form_version(session: AsyncSession, owner_id: UUID, form_id: UUID) -> int:
+    """`get_owned_form` for reads that need only the form's version: one row, no ORM load."""
+    row = await fetch_one(session, "SELECT version FROM forms WHERE id = $1 AND owner_id = $2", form_id, owner_id)
+    if row is None:
+        raise not_found("Form")
+    return row[0]
 
 
 async def load_questions(session: AsyncSession, form_id: UUID, *, include_archived: bool) -> list[Question]:

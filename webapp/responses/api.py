@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from webapp.accounts.deps import provide_user
 from webapp.accounts.models import User
-from webapp.forms.service import get_owned_form
+from webapp.forms.service import owned_form_version
 from webapp.responses import service
 from webapp.responses.convert import response_out
 from webapp.responses.pagejson import responses_page
@@ -48,8 +48,8 @@ class ResponseController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=service.MAX_PAGE)] = 50,
         cursor: Annotated[str | None, Parameter(max_length=200)] = None,
     ) -> Response[ResponsePage]:
-        form = await get_owned_form(db_session, user.id, form_id)
-        body = await responses_page(db_session, form, limit=limit, cursor=cursor)
+        version = await owned_form_version(db_session, user.id, form_id)
+        body = await responses_page(db_session, form_id, version, limit=limit, cursor=cursor)
         return Response(body, media_type=MediaType.JSON)  # already encoded: a ResponsePage
 
     @get("/{response_id:str}", summary="Get a response with its answers")

@@ -1,7 +1,8 @@
 """The PostgreSQL fast path for submissions: one statement, one round trip, every guarantee kept.
 
 The slow path (service.submit) reads the form, validates, and writes the response, its answers and
-the outbox event through the ORM session in one transaction. Once it has seen a form, it remembers
+the outbox event through the ORM session in one transaction. Both also write the response's
+`answers_json` copy (readmodel.py). Once it has seen a form, it remembers
 (version, questions, extra-required questions) here. The next submission to that form is validated
 against that snapshot and written by a single INSERT ... WITH statement that re-checks, inside the
 database and atomically with the write, everything the snapshot could have got wrong:
@@ -29,6 +30,7 @@ from uuid_utils.compat import uuid7
 
 from webapp.forms.definition import QuestionDef
 from webapp.outbox.events import RESPONSE_SUBMITTED, response_event
+from webapp.responses import readmodel
 from webapp.responses.models import ResponseStatus
 from webapp.responses.validation import parse_answer_items, validate_answers
 from webapp.responses.view import ResponseView
@@ -44,6 +46,7 @@ class Snapshot:
     questions: tuple[QuestionDef, ...]
     extra_required: frozenset[UUID]
     kinds: dict[UUID, str]
+    order: int  # readmodel.order_stamp of the questions
 
 
 _snapshots: OrderedDict[UUID, Snapshot] = OrderedDict()
@@ -54,8 +57,8 @@ WITH f AS (
     WHERE id = $1 AND version = $2 AND status = 'open' AND max_responses IS NULL
       AND (closes_at IS NULL OR closes_at > $4)
 ), r AS (
-    INSERT INTO responses (id, form_id, submitted_at, updated_at, form_version, status)
-    SELECT $3, f.id, $4, $4, $2, 'complete' FROM f
+    INSERT INTO responses (id, form_id, submitted_at, updated_at, form_version, status, answers_json, answers_order)
+    SELECT $3, f.id, $4, $4, $2, 'complete', $11, $12 FROM f
     RETURNING id
 ), a AS (
     INSERT INTO answers (id, response_id, question_id, value, text)
@@ -70,7 +73,8 @@ RETURNING 1
 
 def remember(form_id: UUID, version: int, questions: tuple[QuestionDef, ...], required: frozenset[UUID]) -> None:
     """Called by the slow path after a successful submission to an unlimited form."""
-    _snapshots[form_id] = Snapshot(version, questions, required, {q.id: q.kind.value for q in questions})
+    _snapshots[form_id] = Snapshot(version, questions, required, {q.id: q.kind.value for q in questions},
+                                   readmodel.order_stamp(q.id for q in questions))
     _snapshots.move_to_end(form_id)
     if len(_snapshots) > _CACHE_SIZE:
         _snapshots.popitem(last=False)
@@ -105,7 +109,8 @@ async def try_submit(session: AsyncSession, form_id: UUID, items: Sequence[tuple
             _INSERT, form_id, snap.version, response_id, now,
             [uuid7() for _ in clean], [a.question_id for a in clean],
             [_encode(a.value).decode() for a in clean], [a.text for a in clean],
-            UUID(event["event_id"]), _encode(event).decode(),
+            UUID(event["event_id"]), _encode(event).decode(), readmodel.answers_json(snap.questions, ((a.question_id, a.value, a.text) for a in clean)),
+            snap.order,
         )
     if stored is None:
         forget(form_id)

@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from advanced_alchemy.types import DateTimeUTC, JsonB
-from sqlalchemy import Enum, ForeignKey, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.db import Base
@@ -30,6 +30,11 @@ class Response(Base):
     submitted_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
     form_version: Mapped[int] = mapped_column(Integer)
+    # A copy of the answers as the API lists them (a JSON array in display order), written with
+    # them, so a page of responses reads no answers; valid only while the form's question order
+    # still hashes to answers_order (see readmodel.py). NULL for rows written before 0003.
+    answers_json: Mapped[str | None] = mapped_column(Text, default=None)
+    answers_order: Mapped[int | None] = mapped_column(BigInteger, default=None)
     status: Mapped[ResponseStatus] = mapped_column(
         Enum(ResponseStatus, name="response_status", native_enum=False, length=32,
              values_callable=lambda e: [m.value for m in e]),

@@ -29,7 +29,7 @@ from webapp.outbox.events import (
     response_event,
     write_event,
 )
-from webapp.responses import fastpath
+from webapp.responses import fastpath, readmodel
 from webapp.responses.models import Answer, Response, ResponseStatus
 from webapp.responses.validation import CleanAnswer, parse_answer_items, validate_answers
 from webapp.responses.view import ResponseView
@@ -87,7 +87,8 @@ async def submit(
     response_id = uuid7()
     await session.execute(insert(Response).values(
         id=response_id, form_id=form.id, submitted_at=now, updated_at=now, form_version=form.version,
-        status=ResponseStatus.COMPLETE))
+        status=ResponseStatus.COMPLETE, answers_order=readmodel.order_stamp(q.id for q in questions),
+        answers_json=readmodel.answers_json(questions, ((a.question_id, a.value, a.text) for a in clean))))
     await _insert_answers(session, response_id, clean)
     qdefs = {q.id: q for q in questions}
     event_answers = _event_answers(clean, qdefs)
@@ -236,9 +237,12 @@ async def update_response(
             Answer.response_id == response.id, Answer.question_id.in_(active_uuids)))
     await _insert_answers(session, response.id, clean)
     now = utcnow()
-    await session.execute(update(Response).where(Response.id == response.id).values(updated_at=now))
     response.updated_at = now
     view = await response_view(session, response, form)
+    await session.execute(update(Response).where(Response.id == response.id).values(
+        updated_at=now, answers_order=readmodel.order_stamp(q.id for q in questions),
+        answers_json=readmodel.answers_json(questions, ((a["question_id"], a["value"], a["text"])
+                                                        for a in view.answers))))
     qdefs = {q.id: q for q in questions}
     await write_event(session, response_event(
         RESPONSE_UPDATED, form_id=form.id, form_version=form.version, response_id=response.id,
