@@ -20,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from webapp.commit import commit_before_send
 from webapp.settings import ROOT, Settings
 
 __all__ = ("Base", "as_uuid", "closing_engine", "create_engine", "fetch_all", "fetch_one", "metadata", "sqlalchemy_config")
@@ -71,10 +72,9 @@ def create_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
 
 
 def sqlalchemy_config(settings: Settings, engine: AsyncEngine | None = None) -> SQLAlchemyAsyncConfig:
-    return SQLAlchemyAsyncConfig(
+    config = SQLAlchemyAsyncConfig(
         engine_instance=engine or create_engine(settings),
         session_config=AsyncSessionConfig(expire_on_commit=False),
-        before_send_handler="autocommit_include_redirects",
         alembic_config=AlembicAsyncConfig(
             script_config=str(ROOT / "migrations" / "alembic.ini"),
             script_location=str(ROOT / "migrations"),
@@ -83,6 +83,10 @@ def sqlalchemy_config(settings: Settings, engine: AsyncEngine | None = None) -> 
         ),
         create_all=False,
     )
+    # 2xx/3xx commit, and a failed commit answers 503 (webapp/commit.py). Set after construction:
+    # the config picks its own session key then (unique per app in one process).
+    config.before_send_handler = commit_before_send(config.session_scope_key)
+    return config
 
 
 def closing_engine(engine: AsyncEngine) -> Callable[[Any], AbstractAsyncContextManager[None]]:

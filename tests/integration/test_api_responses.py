@@ -7,7 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from sqlalchemy import func, select, update
+import pytest
+from sqlalchemy import func, select, text, update
 
 from webapp.outbox.models import OutboxEvent
 from webapp.responses.models import Answer, Response
@@ -350,3 +351,46 @@ async def test_listed_responses_are_exactly_what_reading_one_gives(client, owner
             assert copy == item["answers"]
         else:
             assert sorted(copy, key=lambda a: a["question_id"]) == sorted(item["answers"], key=lambda a: a["question_id"])
+
+
+@pytest.mark.postgres_only
+async def test_a_commit_that_fails_is_answered_503_not_success(client, owner, sessionmaker):
+    """The database refuses the transaction only at COMMIT (a deferred constraint trigger): the
+    respondent must not read success for an answer that was never stored."""
+    fid, (name, *_rest, sub) = await _open_form(client, owner, QUESTIONS)
+    refuse = """
+        CREATE FUNCTION test_refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF EXISTS (SELECT 1 FROM answers WHERE response_id = NEW.id AND text = 'boom') THEN
+            RAISE EXCEPTION 'refused at commit';
+          END IF;
+          RETURN NULL;
+        END $$"""
+    trigger = ("CREATE CONSTRAINT TRIGGER test_refuse_boom AFTER INSERT ON responses "
+               "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_refuse_boom()")
+    async with sessionmaker() as s, s.begin():
+        await s.execute(text(refuse))
+        await s.execute(text(trigger))
+    try:
+        before = await _counts(sessionmaker)
+        # A new form's first submission in a process takes the ORM path, committed as the response starts.
+        r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "boom", sub: "yes"}})
+        assert r.status_code == 503, r.text
+        assert r.headers["content-type"] == "application/problem+json" and r.headers["retry-after"] == "1"
+        assert r.json()["detail"] == "Your change could not be saved; nothing was stored. Please retry."
+        assert "x-request-id" in r.headers
+        assert await _counts(sessionmaker) == before
+        r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "Ada", sub: "yes"}})
+        assert r.status_code == 201, r.text
+        assert await _counts(sessionmaker) == (before[0] + 1, before[1] + 2, before[2] + 1)
+        # A browser is told on a page.
+        fid, (name, *_rest, sub) = await _open_form(client, owner, QUESTIONS)
+        r = await client.post(f"/api/v1/forms/{fid}/responses", json={"answers": {name: "boom", sub: "no"}},
+                              headers={"Accept": "text/html,*/*"})
+        assert r.status_code == 503 and r.headers["content-type"] == "text/html; charset=utf-8"
+        assert "<h1>Not saved</h1>" in r.text and "nothing was stored" in r.text
+        assert await _counts(sessionmaker) == (before[0] + 1, before[1] + 2, before[2] + 1)
+    finally:
+        async with sessionmaker() as s, s.begin():
+            await s.execute(text("DROP TRIGGER test_refuse_boom ON responses"))
+            await s.execute(text("DROP FUNCTION test_refuse_boom()"))
