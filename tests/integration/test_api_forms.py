@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from webapp.forms.models import Form, Question
 
@@ -191,6 +193,23 @@ async def test_public_definition_only_for_open_forms(client, owner):
     body = r.json()
     assert body["questions"][0]["text"] == "Q"
     assert "email" not in body and "created_by" not in body and "owner_id" not in body
+
+
+async def test_a_change_made_by_another_process_reaches_public_reads_within_seconds(client, owner, engine):
+    """Public reads keep a form's stamp for a second (webapp/forms/stamps.py); a change committed
+    elsewhere (here: a plain connection, as another worker process would) shows once it expires."""
+    form = (await client.post("/api/v1/forms", json={"title": "T", "status": "open", "questions": [{"text": "Q"}]},
+                              headers=owner.headers)).json()
+    assert (await client.get(f"/api/v1/forms/{form['id']}")).status_code == 200
+    assert (await client.get(f"/f/{form['slug']}")).status_code == 200
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE forms SET status = 'closed', version = version + 1 WHERE id = :id"),
+                           {"id": uuid.UUID(form["id"]) if engine.dialect.name == "postgresql" else uuid.UUID(form["id"]).bytes})
+    deadline = time.monotonic() + 5
+    while (await client.get(f"/api/v1/forms/{form['id']}")).status_code != 404:
+        assert time.monotonic() < deadline, "the closed form is still served publicly"
+        await asyncio.sleep(0.1)
+    assert "closed" in (await client.get(f"/f/{form['slug']}")).text
 
 
 async def test_bad_ids_unknown_ids_and_bad_bodies(client, owner):

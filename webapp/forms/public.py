@@ -13,7 +13,7 @@ from uuid import UUID
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from webapp.db import fetch_one
+from webapp.forms import stamps
 from webapp.forms.convert import public_form_out
 from webapp.forms.models import FormStatus
 from webapp.forms.service import get_public_form, load_questions
@@ -25,7 +25,7 @@ _encode = msgspec.json.Encoder().encode
 
 async def public_definition(session: AsyncSession, form_id: UUID) -> bytes | None:
     """The JSON body of an open form's public definition, or None when it is not open or unknown."""
-    stamp = await fetch_one(session, "SELECT status, version, updated_at FROM forms WHERE id = $1", form_id)
+    stamp = await stamps.read(session, "SELECT status, version, updated_at FROM forms WHERE id = $1", form_id)
     if stamp is None or stamp[0] != FormStatus.OPEN.value:
         return None
     key = (form_id, stamp[1], stamp[2])

@@ -24,9 +24,9 @@ from litestar.datastructures import State
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from webapp.db import fetch_one
 from webapp.deliveries.required import extra_required
 from webapp.errors import ProblemError
+from webapp.forms import stamps
 from webapp.forms.definition import QuestionDef, questions_for
 from webapp.forms.models import Form, FormStatus
 from webapp.responses.models import Response
@@ -183,7 +183,7 @@ def _open_without_limits(stamp: Any) -> bool:
 async def respond_page(request: Request, db_session: AsyncSession, slug: str) -> Any:
     if not SLUG_RE.match(slug):
         return _unknown(request)
-    stamp = await fetch_one(db_session, _STAMP_SQL, slug)
+    stamp = await stamps.read(db_session, _STAMP_SQL, slug)
     if stamp is None:
         return _unknown(request)
     # A form's version and updated_at change with every edit, so the key never serves an old page.
