@@ -24,7 +24,10 @@ class ResponseStatus(enum.StrEnum):
 class Response(Base):
     __tablename__ = "responses"
     # Keyset pagination walks (form_id, submitted_at, id) newest first.
-    __table_args__ = (Index("ix_responses_form_id_submitted_at", "form_id", "submitted_at", "id"),)
+    # On PostgreSQL it also carries what the export and the listing's keyset read besides the key,
+    # so the export never reads the table itself (index-only), whose rows hold the answers' copy.
+    __table_args__ = (Index("ix_responses_form_id_submitted_at", "form_id", "submitted_at", "id",
+                            postgresql_include=["updated_at", "status"]),)
 
     form_id: Mapped[UUID] = mapped_column(ForeignKey("forms.id", ondelete="CASCADE"))
     submitted_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
@@ -33,7 +36,7 @@ class Response(Base):
     # A copy of the answers as the API lists them (a JSON array in display order), written with
     # them, so a page of responses reads no answers; valid only while the form's question order
     # still hashes to answers_order (see readmodel.py). NULL for rows written before 0003.
-    answers_json: Mapped[str | None] = mapped_column(Text, default=None)
+    answers_json: Mapped[str | None] = mapped_column(Text, default=None, deferred=True)  # read by SQL only
     answers_order: Mapped[int | None] = mapped_column(BigInteger, default=None)
     status: Mapped[ResponseStatus] = mapped_column(
         Enum(ResponseStatus, name="response_status", native_enum=False, length=32,
