@@ -161,8 +161,9 @@ def scenario_list(ctx: dict[str, Any], duration: int) -> dict[str, Callable[[], 
 
 
 def _submission(name: str, url: str, lua: str, ctx: dict[str, Any], duration: int) -> dict[str, Any]:
+    wrk.run(name, url, lua=lua, duration=wrk.WARMUP, warmup=0)  # not counted, and before the count below
     before = asyncio.run(data.form_counts(database_url(), ctx["form_id"]))
-    result = wrk.as_dict(wrk.run(name, url, lua=lua, duration=duration))
+    result = wrk.as_dict(wrk.run(name, url, lua=lua, duration=duration, warmup=0))
     time.sleep(1)  # let the last in-flight requests commit
     after = asyncio.run(data.form_counts(database_url(), ctx["form_id"]))
     accepted = result["requests"] - result["non2xx"]

@@ -48,8 +48,16 @@ def require_wrk() -> str:
     return path
 
 
+# Seconds of the same load run first and not counted, as in any steady-state measurement: each
+# web process's first requests open its pooled connections and prepare its statements.
+WARMUP = 3
+
+
 def run(name: str, url: str, *, lua: str = "", threads: int = 2, connections: int = 32,
-        duration: int = 20, timeout: int = 10) -> WrkResult:
+        duration: int = 20, timeout: int = 10, warmup: int = WARMUP) -> WrkResult:
+    if warmup:
+        run(name, url, lua=lua, threads=threads, connections=connections, duration=warmup, timeout=timeout,
+            warmup=0)
     wrk = require_wrk()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "script.lua"
