@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 
 from bench import wrk
-from webapp.responses.readmodel import order_stamp
+from webapp.responses.readmodel import answer_sql, order_stamp
 
 BENCH_EMAIL = "bench@formwright.invalid"
 # Ten questions of mixed kinds, five mandatory, as in the issue.
@@ -173,8 +173,7 @@ WITH s AS (
         WHEN 'phone' THEN to_jsonb('+1202555' || lpad((x.h % 10000)::text, 4, '0'))
         ELSE to_jsonb('Answer ' || (x.h % 100000)) END AS value) v0
 ), copies AS (
-  SELECT rid, '[' || string_agg('{"question_id":"' || qid::text || '","value":' || value::text || ',"text":'
-         || to_json(text)::text || '}', ',' ORDER BY position, qid) || ']' AS doc
+  SELECT rid, '[' || string_agg(__ANSWER__, ',' ORDER BY position, qid) || ']' AS doc
   FROM v GROUP BY rid
 ), r AS (
   INSERT INTO responses (id, form_id, submitted_at, updated_at, form_version, status, answers_json, answers_order)
@@ -182,7 +181,7 @@ WITH s AS (
 )
 INSERT INTO answers (id, response_id, question_id, value, text)
 SELECT gen_random_uuid(), v.rid, v.qid, v.value, v.text FROM v
-"""
+""".replace("__ANSWER__", answer_sql("qid", "value", "text"))
 
 
 async def large_form(base: str, auth: dict[str, str], db_url: str, size: int) -> dict[str, Any]:

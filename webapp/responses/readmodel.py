@@ -25,12 +25,17 @@ from webapp.forms.definition import QuestionDef
 
 _encode = msgspec.json.Encoder().encode
 
+def answer_sql(question_id: str, value: str, text: str) -> str:
+    """PostgreSQL text of one answer object in the API's shape, from those column expressions."""
+    return (f"'{{\"question_id\":\"' || {question_id}::text || '\",\"value\":' || COALESCE({value}::text, 'null') "
+            f"|| ',\"text\":' || to_json({text})::text || '}}'")
+
+
 # The same array built by PostgreSQL from the answers table for response `r`, with the form's
 # question ids in display order as $2 (answers to unknown questions last, then by id, like
 # `answers_json`). Shared by the listing (for stale rows) and the backfill.
 ANSWERS_ARRAY_SQL = (
-    "'[' || COALESCE((SELECT string_agg('{\"question_id\":\"' || a.question_id::text || '\",\"value\":' "
-    "|| COALESCE(a.value::text, 'null') || ',\"text\":' || to_json(a.text)::text || '}', ',' "
+    f"'[' || COALESCE((SELECT string_agg({answer_sql('a.question_id', 'a.value', 'a.text')}, ',' "  # noqa: S608
     "ORDER BY array_position($2::uuid[], a.question_id), a.question_id) FROM answers a "
     "WHERE a.response_id = r.id), '') || ']'"
 )
