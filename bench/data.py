@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-from uuid import UUID
 
 import asyncpg
 import httpx
@@ -197,7 +196,7 @@ async def large_form(base: str, auth: dict[str, str], db_url: str, size: int) ->
             form_id = _uuid(_create_form(base, auth, title)["id"])
         have = await conn.fetchval("SELECT count(*) FROM responses WHERE form_id = $1", form_id)
         order = await conn.fetch("SELECT id FROM questions WHERE form_id = $1 ORDER BY position, id", form_id)
-        stamp = order_stamp(UUID(int=row[0].int) for row in order)
+        stamp = order_stamp(row[0] for row in order)
         started = time.monotonic()
         chunk = 100_000
         while have < size:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,8 @@ async def test_backfill_fills_the_listing_copy_of_older_responses(cli_env, app_f
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from webapp.responses.readmodel import order_stamp
+
     assert run(cli_env, "database", "upgrade", "--no-prompt").returncode == 0
     assert run(cli_env, "users", "create", "d@example.com", "--password", "password-d").returncode == 0
     token = run(cli_env, "tokens", "create", "d@example.com").stdout.strip().splitlines()[-1]
@@ -93,8 +96,11 @@ async def test_backfill_fills_the_listing_copy_of_older_responses(cli_env, app_f
             assert run(cli_env, "responses", "backfill").stdout.strip() == "0 responses filled."
             async with engine.connect() as conn:
                 copies = (await conn.execute(text("SELECT id, answers_json FROM responses"))).tuples().all()
+                stamps = set((await conn.execute(text("SELECT answers_order FROM responses"))).scalars())
         finally:
             await engine.dispose()
         assert (await client.get(listing, headers=auth)).json() == before
+        # Filled under the current question order, so the listing uses them.
+        assert stamps == {order_stamp([uuid.UUID(name), uuid.UUID(tags)])}
         by_id = {item["id"]: item["answers"] for item in before["items"]}
         assert {str(rid): json.loads(copy) for rid, copy in copies} == by_id

@@ -76,7 +76,7 @@ async def backfill(engine: AsyncEngine, batch_size: int = 5_000) -> int:
         raw = (await conn.get_raw_connection()).driver_connection
         for (form_id,) in await raw.fetch(_FORMS):
             order = [row[0] for row in await raw.fetch(_ORDER, form_id)]
-            stamp = order_stamp(UUID(int=q.int) for q in order)
+            stamp = order_stamp(order)
             after: tuple[Any, Any] = (datetime.min.replace(tzinfo=UTC), UUID(int=0))
             while keys := await raw.fetch(_KEYS, form_id, *after, batch_size):
                 status = await raw.execute(_FILL, [k[1] for k in keys], order, stamp)  # autocommit: one batch

@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from uuid_utils.compat import uuid7
 
-from webapp.db import fetch_all
+from webapp.db import as_uuid, fetch_all
 from webapp.deliveries.required import extra_required
 from webapp.errors import ProblemError, not_found
 from webapp.forms.definition import QuestionDef, questions_for
@@ -146,17 +146,11 @@ async def _answers_for(session: AsyncSession, response_ids: Sequence[UUID]) -> d
     # JSON text, except that its NUMERIC affinity for a JSON column has already turned numbers into numbers.
     sqlite = session.bind.dialect.name == "sqlite"
     decode = msgspec.json.decode
-    as_uuid = _as_uuid
     for rid, qid, value, text in rows:
         if sqlite and isinstance(value, str):
             value = decode(value)
         out[as_uuid(rid)].append({"question_id": as_uuid(qid), "value": value, "text": text})
     return out
-
-
-def _as_uuid(value: Any) -> UUID:
-    # asyncpg returns UUIDs; SQLite returns advanced-alchemy's 16-byte form.
-    return value if isinstance(value, UUID) else UUID(bytes=value)
 
 
 async def list_responses(
