@@ -148,7 +148,7 @@ def _uuid(value: str) -> Any:
 # ---- large forms, generated with set-based SQL and kept between runs ---------------------------
 
 # One statement per chunk: the answers of the chunk's responses (v), then the responses with their
-# listing copy of those answers (readmodel.answers_json's array; $4 is the order stamp), then the
+# listing copy of those answers (as readmodel.columns writes it; $4 is the order stamp), then the
 # answers themselves.
 _GENERATE = """
 WITH s AS (

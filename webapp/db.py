@@ -17,7 +17,7 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyAsyncConfig,
 )
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from webapp.commit import commit_before_send
@@ -122,13 +122,10 @@ async def fetch_all(session: AsyncSession, sql: str, *params: Any) -> list[Any]:
     place, and the statement joins the session's transaction.
     """
     if session.bind.dialect.name == "postgresql":
-        if not session.in_transaction():
-            async with session.bind.connect() as conn:
-                raw = (await conn.get_raw_connection()).driver_connection
-                return list(await raw.fetch(sql, *params))
-        conn = await session.connection()
-        raw = (await conn.get_raw_connection()).driver_connection
-        return list(await raw.fetch(sql, *params))
+        if session.in_transaction():
+            return await _pg_fetch(await session.connection(), sql, params)
+        async with session.bind.connect() as conn:
+            return await _pg_fetch(conn, sql, params)
     conn = await session.connection()
     args: list[Any] = []
 
@@ -143,6 +140,11 @@ async def fetch_all(session: AsyncSession, sql: str, *params: Any) -> list[Any]:
     stmt = re.sub(r"= ANY\(\$(\d+)\)", lambda m: "IN " + expand(m), sql)
     stmt = re.sub(r"\$(\d+)", expand, stmt)
     return list((await conn.exec_driver_sql(stmt, tuple(args))).all())
+
+
+async def _pg_fetch(conn: AsyncConnection, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    raw = (await conn.get_raw_connection()).driver_connection
+    return list(await raw.fetch(sql, *params))
 
 
 def as_uuid(value: UUID | bytes) -> UUID:

@@ -46,7 +46,6 @@ class Snapshot:
     questions: tuple[QuestionDef, ...]
     extra_required: frozenset[UUID]
     kinds: dict[UUID, str]
-    order: int  # readmodel.order_stamp of the questions
 
 
 _snapshots: OrderedDict[UUID, Snapshot] = OrderedDict()
@@ -73,8 +72,7 @@ RETURNING 1
 
 def remember(form_id: UUID, version: int, questions: tuple[QuestionDef, ...], required: frozenset[UUID]) -> None:
     """Called by the slow path after a successful submission to an unlimited form."""
-    _snapshots[form_id] = Snapshot(version, questions, required, {q.id: q.kind.value for q in questions},
-                                   readmodel.order_stamp(q.id for q in questions))
+    _snapshots[form_id] = Snapshot(version, questions, required, {q.id: q.kind.value for q in questions})
     _snapshots.move_to_end(form_id)
     if len(_snapshots) > _CACHE_SIZE:
         _snapshots.popitem(last=False)
@@ -100,6 +98,8 @@ async def try_submit(session: AsyncSession, form_id: UUID, items: Sequence[tuple
     response_id = uuid7()
     event_answers = [{"question_id": str(a.question_id), "kind": snap.kinds[a.question_id], "value": a.value,
                       "text": a.text} for a in clean]
+    answers = [{"question_id": a.question_id, "value": a.value, "text": a.text} for a in clean]
+    copy = readmodel.columns(snap.questions, answers)
     event = response_event(RESPONSE_SUBMITTED, form_id=form_id, form_version=snap.version,
                            response_id=response_id, submitted_at=now, answers=event_answers, occurred_at=now)
     async with engine.connect() as conn:
@@ -109,11 +109,9 @@ async def try_submit(session: AsyncSession, form_id: UUID, items: Sequence[tuple
             _INSERT, form_id, snap.version, response_id, now,
             [uuid7() for _ in clean], [a.question_id for a in clean],
             [_encode(a.value).decode() for a in clean], [a.text for a in clean],
-            UUID(event["event_id"]), _encode(event).decode(), readmodel.answers_json(snap.questions, ((a.question_id, a.value, a.text) for a in clean)),
-            snap.order,
+            UUID(event["event_id"]), _encode(event).decode(), copy["answers_json"], copy["answers_order"],
         )
     if stored is None:
         forget(form_id)
         return None
-    return ResponseView(response_id, form_id, snap.version, ResponseStatus.COMPLETE, now, now,
-                        [{"question_id": a.question_id, "value": a.value, "text": a.text} for a in clean])
+    return ResponseView(response_id, form_id, snap.version, ResponseStatus.COMPLETE, now, now, answers)

@@ -25,7 +25,8 @@ from webapp.responses.schemas import ResponsePage
 _encode = msgspec.json.Encoder().encode
 
 
-def _stamp(column: str) -> str:
+def _utc_text(column: str) -> str:
+    """A timestamp column as msgspec writes it: UTC, 'Z', microseconds only when there are any."""
     utc = f"({column} AT TIME ZONE 'UTC')"
     return (f"to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN date_trunc('second', {column}) = {column} "
             f"THEN '' ELSE to_char({utc}, '.US') END || 'Z'")
@@ -38,7 +39,7 @@ def _stamp(column: str) -> str:
 _ITEM = (
     "'{\"id\":\"' || r.id::text || '\",\"form_id\":\"' || r.form_id::text || '\",\"form_version\":' "
     "|| r.form_version::text || ',\"status\":' || to_json(r.status)::text "
-    f"|| ',\"submitted_at\":\"' || {_stamp('r.submitted_at')} || '\",\"updated_at\":\"' || {_stamp('r.updated_at')} "
+    f"|| ',\"submitted_at\":\"' || {_utc_text('r.submitted_at')} || '\",\"updated_at\":\"' || {_utc_text('r.updated_at')} "
     "|| '\",\"answers\":' || COALESCE(CASE WHEN r.answers_order = $4 THEN r.answers_json END, "
     f"{ANSWERS_ARRAY_SQL}) || '}}'"
 )

@@ -13,7 +13,7 @@ list, never wrong. The answers table stays the record; this is a copy for readin
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -47,11 +47,12 @@ def order_stamp(question_ids: Iterable[UUID]) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def answers_json(questions: Sequence[QuestionDef], answers: Iterable[tuple[UUID, Any, str]]) -> str:
-    """The JSON array of (question id, value, text) answers, in the questions' display order."""
+def columns(questions: Sequence[QuestionDef], answers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """`answers_json` and `answers_order` for a response whose answers are `answers` (the API's
+    answer dicts: question_id, value, text), under the form's `questions` in display order."""
     rank = {q.id: i for i, q in enumerate(questions)}
-    ordered = sorted(answers, key=lambda a: (rank.get(a[0], len(rank)), str(a[0])))
-    return _encode([{"question_id": qid, "value": value, "text": text} for qid, value, text in ordered]).decode()
+    ordered = sorted(answers, key=lambda a: (rank.get(a["question_id"], len(rank)), str(a["question_id"])))
+    return {"answers_json": _encode(ordered).decode(), "answers_order": order_stamp(q.id for q in questions)}
 
 
 _FORMS = "SELECT DISTINCT form_id FROM responses WHERE answers_json IS NULL"

@@ -85,10 +85,10 @@ async def submit(
         await _lock_for_limit(session, form)
     now = utcnow()
     response_id = uuid7()
+    answers = [{"question_id": a.question_id, "value": a.value, "text": a.text} for a in clean]
     await session.execute(insert(Response).values(
         id=response_id, form_id=form.id, submitted_at=now, updated_at=now, form_version=form.version,
-        status=ResponseStatus.COMPLETE, answers_order=readmodel.order_stamp(q.id for q in questions),
-        answers_json=readmodel.answers_json(questions, ((a.question_id, a.value, a.text) for a in clean))))
+        status=ResponseStatus.COMPLETE, **readmodel.columns(questions, answers)))
     await _insert_answers(session, response_id, clean)
     qdefs = {q.id: q for q in questions}
     event_answers = _event_answers(clean, qdefs)
@@ -97,8 +97,7 @@ async def submit(
         submitted_at=now, answers=event_answers, occurred_at=now))
     if form.max_responses is None:
         fastpath.remember(form.id, form.version, questions, required)
-    return ResponseView(response_id, form.id, form.version, ResponseStatus.COMPLETE, now, now,
-                        [{"question_id": a.question_id, "value": a.value, "text": a.text} for a in clean])
+    return ResponseView(response_id, form.id, form.version, ResponseStatus.COMPLETE, now, now, answers)
 
 
 async def _insert_answers(session: AsyncSession, response_id: UUID, clean: Sequence[CleanAnswer]) -> None:
@@ -234,9 +233,7 @@ async def update_response(
     response.updated_at = now
     view = await response_view(session, response, form)
     await session.execute(update(Response).where(Response.id == response.id).values(
-        updated_at=now, answers_order=readmodel.order_stamp(q.id for q in questions),
-        answers_json=readmodel.answers_json(questions, ((a["question_id"], a["value"], a["text"])
-                                                        for a in view.answers))))
+        updated_at=now, **readmodel.columns(questions, view.answers)))
     qdefs = {q.id: q for q in questions}
     await write_event(session, response_event(
         RESPONSE_UPDATED, form_id=form.id, form_version=form.version, response_id=response.id,
