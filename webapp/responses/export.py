@@ -1,10 +1,11 @@
 """CSV export of a form's responses, streamed in keyset batches.
 
-Scale is the point (a million responses must stream in seconds with flat memory), so the database
-does the per-row work: it pivots answers into one column per question, formats ids and
-timestamps and neutralises formula cells. On PostgreSQL it also writes the CSV itself
-(`COPY (query) TO STDOUT`), and Python only passes bytes along; elsewhere (SQLite) Python's C
-csv writer turns the finished rows into lines. Batches follow (submitted_at, id), the index order.
+Scale is the point (a million responses must stream in seconds with flat memory). Batches
+follow (submitted_at, id), the index order. On PostgreSQL each response's row carries its answers
+as JSON (the listing's copy, readmodel.py): the database reads those rows and formats ids and
+timestamps, and Python pivots the answers into columns and writes the lines (csvlines.py), which
+costs a fifth of pivoting the answers table in SQL. Elsewhere (SQLite) the database pivots the
+answers table and neutralises formula cells, and Python's csv writer turns rows into lines.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing, suppress
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -28,15 +29,16 @@ from sqlalchemy.types import NullType
 
 from webapp.forms.definition import QuestionDef, questions_for
 from webapp.forms.models import Form, QuestionKind
+from webapp.responses.csvlines import CsvLines
 from webapp.responses.models import Answer, Response
+from webapp.responses.readmodel import ANSWERS_ARRAY_SQL
 from webapp.timeutil import utcnow
 
 BATCH_SIZE = 5_000  # responses per query on the portable path
-PG_BATCH_SIZE = 20_000  # responses per COPY on PostgreSQL
-QUEUE_CHUNKS = 16  # network reads buffered per COPY, so memory does not grow with the rows' width
+PG_BATCH_SIZE = 5_000  # responses per query on PostgreSQL: about 6 MB of rows in memory
 CHUNK_BYTES = 1 << 20  # what the response writes at a time
 BOM = "\ufeff"
-LINE_END = "\n"  # what PostgreSQL's COPY writes; both paths must produce the same file
+LINE_END = "\n"  # what csvlines writes; both paths must produce the same file
 FIXED_HEADER = ("Response ID", "Submitted at", "Updated at", "Status")
 # OWASP CSV injection: a spreadsheet evaluates a cell starting with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -86,49 +88,21 @@ async def stream_csv(engine: AsyncEngine, form_id: UUID, questions: Sequence[Que
             yield chunk
 
 
-# ---- PostgreSQL: COPY writes the CSV ----------------------------------------------------------------
+# ---- PostgreSQL: the answers' copy, pivoted by Python (csvlines.py) ------------------------------------
 
-_PG_FORMULA_CODES = ", ".join(str(ord(c)) for c in FORMULA_STARTS)  # ascii() is cheaper than left()
 _PG_STAMP = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
-
-
-def _pg_literal(value: UUID | datetime) -> str:
-    """Only for values typed by us (UUID, aware datetime): their text has no quote characters."""
-    if isinstance(value, UUID):
-        return f"'{value}'::uuid"
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        return f"'{value.isoformat()}'::timestamptz"
-    raise TypeError(f"not a keyset value: {value!r}")
-
-
-def postgres_export_query(form_id: UUID, columns: Sequence[tuple[UUID, bool]],
-                          after: tuple[datetime, UUID] | None, upto: tuple[datetime, UUID] | None) -> str:
-    """The query COPY runs for the responses with `after` < (submitted_at, id) <= `upto`, oldest first.
-
-    `columns` is (question id, needs the formula guard) per question. The answers come from a
-    lateral aggregate per response, an index lookup on (response_id, question_id): a plain join
-    lets the planner hash-join every answer in the table, or sort the whole form.
-    """
-    where = [f"r.form_id = {_pg_literal(form_id)}"]
-    if after is not None:
-        where.append(f"(r.submitted_at, r.id) > ({_pg_literal(after[0])}, {_pg_literal(after[1])})")
-    if upto is not None:
-        where.append(f"(r.submitted_at, r.id) <= ({_pg_literal(upto[0])}, {_pg_literal(upto[1])})")
-    pivot = ", ".join(f"min(a.text) FILTER (WHERE a.question_id = {_pg_literal(qid)}) AS q{i}"
-                      for i, (qid, _guard) in enumerate(columns)) or "NULL AS none"
-    quote = "chr(39)"
-    cells = "".join(
-        f", CASE WHEN ascii(p.q{i}) IN ({_PG_FORMULA_CODES}) THEN {quote} || p.q{i} ELSE p.q{i} END"
-        if guard else f", p.q{i}" for i, (_qid, guard) in enumerate(columns))
-    # Safe to interpolate: every value went through _pg_literal, which takes only UUIDs and datetimes.
-    return (
-        f"SELECT r.id, {_PG_STAMP.format('r.submitted_at')}, {_PG_STAMP.format('r.updated_at')}, "  # noqa: S608
-        f"r.status{cells} FROM responses r "
-        f"CROSS JOIN LATERAL (SELECT {pivot} FROM answers a WHERE a.response_id = r.id) p "
-        f"WHERE {' AND '.join(where)} ORDER BY r.submitted_at, r.id"
-    )
-
-
+# One batch: (after, upto] in export order. A row written before the copy existed (answers_json
+# NULL, not yet backfilled) gets the same array built from the answers table; that branch is
+# evaluated for those rows only. $2 is the form's question ids, the order that array is built in.
+_PG_ROWS = (
+    f"SELECT r.id::text || ',' || {_PG_STAMP.format('r.submitted_at')} || ',' || "  # noqa: S608 (constant)
+    f"{_PG_STAMP.format('r.updated_at')} || ',' || r.status, "
+    f"CASE WHEN r.answers_json IS NULL THEN {ANSWERS_ARRAY_SQL} ELSE r.answers_json END "
+    "FROM responses r WHERE r.form_id = $1 AND (r.submitted_at, r.id) > ($3, $4) "
+    "AND (r.submitted_at, r.id) <= ($5, $6) ORDER BY r.submitted_at, r.id"
+)
+Key = tuple[datetime, UUID]
+_START: Key = (datetime.min.replace(tzinfo=UTC), UUID(int=0))  # before every key
 # The ends of the batches, read from the (form_id, submitted_at, id) index alone: every
 # `size`-th key in export order, and the last one.
 _PG_BOUNDARIES = (
@@ -138,14 +112,14 @@ _PG_BOUNDARIES = (
 )
 _PG_LAST = "SELECT submitted_at, id FROM responses WHERE form_id = $1 ORDER BY submitted_at DESC, id DESC LIMIT 1"
 _PG_NTH = "SELECT submitted_at, id FROM responses WHERE form_id = $1 ORDER BY submitted_at, id OFFSET $2 LIMIT 1"
-# Short indexed statements: JIT compilation costs more than it saves, and a plain index scan
-# beats the bitmap scan the planner picks for the few answers of one response.
-_PG_SESSION = "SET LOCAL jit = off; SET LOCAL enable_bitmapscan = off"
+# Short indexed statements: JIT compilation costs more than it saves; a bitmap scan would have to
+# sort the batch again; a generic plan of the prepared batch query cannot see how narrow its
+# key range is, so every execution is planned with its values.
+_PG_SESSION = "SET LOCAL jit = off; SET LOCAL enable_bitmapscan = off; SET LOCAL plan_cache_mode = force_custom_plan"
+FORMAT_ROWS = 1_000  # rows formatted between two returns to the event loop, which other requests share
 
-Key = tuple[datetime, UUID]
 
-
-async def _pg_ranges(raw: Any, form_id: UUID, batch_size: int, limit: int | None) -> list[tuple[Key | None, Key]]:
+async def _pg_ranges(raw: Any, form_id: UUID, batch_size: int, limit: int | None) -> list[tuple[Key, Key]]:
     """Consecutive (after, upto] key ranges of at most `batch_size` responses, covering the export."""
     keys = [(r[0], UUID(str(r[1]))) for r in await raw.fetch(_PG_BOUNDARIES, form_id, batch_size, limit)]
     last = await raw.fetchrow(_PG_LAST, form_id) if limit is None else await raw.fetchrow(_PG_NTH, form_id, limit - 1)
@@ -153,31 +127,16 @@ async def _pg_ranges(raw: Any, form_id: UUID, batch_size: int, limit: int | None
         last = await raw.fetchrow(_PG_LAST, form_id)
     if last is not None and (not keys or keys[-1] != (last[0], UUID(str(last[1])))):
         keys.append((last[0], UUID(str(last[1]))))
-    return list(zip([None, *keys[:-1]], keys, strict=True)) if keys else []
-
-
-_DONE = object()
-
-
-async def _pg_copy(raw: Any, query: str, out: asyncio.Queue[Any]) -> None:
-    """Run one COPY into a bounded queue: when the reader falls behind, PostgreSQL waits."""
-
-    async def collect(data: bytes) -> None:
-        await out.put(bytes(data))
-
-    try:
-        await raw.copy_from_query(query, output=collect, format="csv")
-    except Exception as exc:  # handed to the reader, which raises it in order
-        await out.put(exc)
-        return
-    await out.put(_DONE)
+    return list(zip([_START, *keys[:-1]], keys, strict=True)) if keys else []
 
 
 async def _postgres_batches(engine: AsyncEngine, form_id: UUID, columns: Sequence[tuple[UUID, bool]],
                             batch_size: int, limit: int | None) -> AsyncIterator[bytes]:
-    """COPY the batches on two connections sharing one snapshot, so the database works on the
-    next batch while this one is sent: about twice the throughput on two cores. Batches come
-    out in order; memory is bounded by two small queues, whatever the width of the rows."""
+    """Read the batches on two connections sharing one snapshot, so PostgreSQL reads the next
+    batch while Python formats this one. Batches come out in order, one chunk each (more for
+    batches over CHUNK_BYTES); memory holds at most two batches of rows."""
+    formatter = CsvLines(columns, FORMULA_STARTS)
+    question_ids = [qid for qid, _ in columns]
     async with engine.connect() as first_conn, engine.connect() as second_conn:
         first = (await first_conn.get_raw_connection()).driver_connection
         second = (await second_conn.get_raw_connection()).driver_connection
@@ -188,34 +147,35 @@ async def _postgres_batches(engine: AsyncEngine, form_id: UUID, columns: Sequenc
             async with second.transaction(isolation="repeatable_read", readonly=True):
                 await second.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'; {_PG_SESSION}")
                 workers = (first, second)
-                tasks: dict[int, asyncio.Task[None]] = {}
-                queues: dict[int, asyncio.Queue[Any]] = {}
+                tasks: dict[int, asyncio.Task[Any]] = {}
 
                 def start(i: int) -> None:
-                    queues[i] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
-                    query = postgres_export_query(form_id, columns, *ranges[i])
-                    tasks[i] = asyncio.ensure_future(_pg_copy(workers[i % 2], query, queues[i]))
+                    (after, upto) = ranges[i]
+                    tasks[i] = asyncio.ensure_future(workers[i % 2].fetch(_PG_ROWS, form_id, question_ids,
+                                                                          *after, *upto))
 
                 try:
                     for i in range(min(2, len(ranges))):
                         start(i)
                     for i in range(len(ranges)):
-                        queue, pending, size = queues.pop(i), [], 0
-                        while (item := await queue.get()) is not _DONE:
-                            if isinstance(item, Exception):
-                                raise item
-                            pending.append(item)
-                            size += len(item)
+                        rows = await tasks.pop(i)
+                        if i + 2 < len(ranges):
+                            start(i + 2)  # on the connection this batch just freed
+                        pending: list[bytes] = []
+                        size = 0
+                        for at in range(0, len(rows), FORMAT_ROWS):
+                            if at:
+                                await asyncio.sleep(0)
+                            pending.append(formatter.lines(rows[at:at + FORMAT_ROWS]).encode())
+                            size += len(pending[-1])
                             if size >= CHUNK_BYTES:
                                 yield b"".join(pending)
                                 pending, size = [], 0
-                        await tasks.pop(i)
-                        if i + 2 < len(ranges):
-                            start(i + 2)  # on the connection this batch just freed
+                        del rows
                         if pending:
                             yield b"".join(pending)
                 finally:
-                    # The client went away or a query failed: stop the other COPY before the
+                    # The client went away or a query failed: stop the other query before the
                     # transactions end and the connections go back to the pool.
                     for task in tasks.values():
                         task.cancel()

@@ -24,8 +24,9 @@ class ResponseStatus(enum.StrEnum):
 class Response(Base):
     __tablename__ = "responses"
     # Keyset pagination walks (form_id, submitted_at, id) newest first.
-    # On PostgreSQL it also carries what the export and the listing's keyset read besides the key,
-    # so the export never reads the table itself (index-only), whose rows hold the answers' copy.
+    # On PostgreSQL it also carries updated_at and status (migration 0003) from when the CSV export
+    # read the index alone; the export now reads each row's answers copy (csvlines.py). Dropping
+    # them would rebuild a large index on upgrade for a few bytes per entry, so they stay.
     __table_args__ = (Index("ix_responses_form_id_submitted_at", "form_id", "submitted_at", "id",
                             postgresql_include=["updated_at", "status"]),)
 

@@ -7,7 +7,10 @@ transaction as the answers themselves (submission and edit). A display order can
 (questions moved, inserted, archived), so the row also keeps `answers_order`, a hash of the order
 it was written in. The listing uses the copy only while that hash is the current order's, and
 builds the array from the answers table otherwise: an order change makes older rows slower to
-list, never wrong. The answers table stays the record; this is a copy for reading.
+list, never wrong. Only the order can go stale: every submission or edit rewrites the copy, so
+the CSV export, which places answers by question id, reads it whatever the order (a purged
+question's answers stay in older copies, where no column asks for them). The answers table stays
+the record; this is a copy for reading.
 """
 
 from __future__ import annotations
