@@ -3,8 +3,8 @@
 Scale is the point (a million responses must stream in seconds with flat memory). Batches
 follow (submitted_at, id), the index order. On PostgreSQL each response's row carries its answers
 as JSON (the listing's copy, readmodel.py): the database reads those rows and formats ids and
-timestamps, and Python pivots the answers into columns and writes the lines (csvlines.py), which
-costs a fifth of pivoting the answers table in SQL. Elsewhere (SQLite) the database pivots the
+timestamps, and Python pivots the answers into columns and writes the lines (csvlines.py): about
+half the CPU of pivoting the answers table in SQL. Elsewhere (SQLite) the database pivots the
 answers table and neutralises formula cells, and Python's csv writer turns rows into lines.
 """
 
