@@ -16,9 +16,16 @@ from uuid import UUID
 
 import msgspec
 
+# OWASP CSV injection: a spreadsheet evaluates a cell starting with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Formatted cells kept per column: choice, rating and yes/no answers repeat, so most cells are one
 # dict lookup. Bounded, so free-text columns cannot grow it.
 CACHED_CELLS = 4_096
+
+
+def neutralise(cell: str) -> str:
+    """Prefix a single quote so spreadsheets show the cell as text instead of evaluating it."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
 class _Answer(msgspec.Struct, gc=False):
@@ -30,14 +37,11 @@ class CsvLines:
     """Formats rows of (fixed cells, answers JSON) for one export's columns: (question id, whether
     its cells need the formula guard) in header order."""
 
-    def __init__(self, columns: Sequence[tuple[UUID, bool]], formula_starts: tuple[str, ...]) -> None:
+    def __init__(self, columns: Sequence[tuple[UUID, bool]]) -> None:
         ids = tuple(str(qid) for qid, _ in columns)
         self._slot = {qid: i for i, qid in enumerate(ids)}
         self._width = len(ids)
         self._guarded = [guard for _, guard in columns]
-        if any(len(start) != 1 for start in formula_starts):
-            raise ValueError("formula starts are single characters")  # _format tests the first one
-        self._starts = frozenset(formula_starts)
         self._cache: list[dict[str, str]] = [{} for _ in ids]
         self._any = msgspec.json.Decoder(list[_Answer])
         # Decoding the ids as a Literal of the form's question ids reuses the strings instead of
@@ -51,8 +55,8 @@ class CsvLines:
 
     def _format(self, column: int, text: str) -> str:
         """One answer as its cell: formula guard, then quotes where RFC 4180 needs them."""
-        if self._guarded[column] and text[0] in self._starts:
-            text = "'" + text
+        if self._guarded[column]:
+            text = neutralise(text)
         if "," in text or '"' in text or "\n" in text or "\r" in text:
             return '"' + text.replace('"', '""') + '"'
         return text

@@ -29,7 +29,7 @@ from sqlalchemy.types import NullType
 
 from webapp.forms.definition import QuestionDef, questions_for
 from webapp.forms.models import Form, QuestionKind
-from webapp.responses.csvlines import CsvLines
+from webapp.responses.csvlines import FORMULA_STARTS, CsvLines, neutralise
 from webapp.responses.models import Answer, Response
 from webapp.responses.readmodel import ANSWERS_ARRAY_SQL
 from webapp.timeutil import utcnow
@@ -40,15 +40,8 @@ CHUNK_BYTES = 1 << 20  # what the response writes at a time
 BOM = "\ufeff"
 LINE_END = "\n"  # what csvlines writes; both paths must produce the same file
 FIXED_HEADER = ("Response ID", "Submitted at", "Updated at", "Status")
-# OWASP CSV injection: a spreadsheet evaluates a cell starting with one of these as a formula.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Kinds whose stored text the validators build ("Yes"/"No", 1..10, YYYY-MM-DD): never a formula.
 SAFE_KINDS = frozenset({QuestionKind.YES_NO, QuestionKind.RATING, QuestionKind.DATE})
-
-
-def neutralise(cell: str) -> str:
-    """Prefix a single quote so spreadsheets show the cell as text instead of evaluating it."""
-    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
 
 
 def header(questions: Sequence[QuestionDef]) -> list[str]:
@@ -135,7 +128,7 @@ async def _postgres_batches(engine: AsyncEngine, form_id: UUID, columns: Sequenc
     """Read the batches on two connections sharing one snapshot, so PostgreSQL reads the next
     batch while Python formats this one. Batches come out in order, one chunk each (more for
     batches over CHUNK_BYTES); memory holds at most two batches of rows."""
-    formatter = CsvLines(columns, FORMULA_STARTS)
+    formatter = CsvLines(columns)
     question_ids = [qid for qid, _ in columns]
     async with engine.connect() as first_conn, engine.connect() as second_conn:
         first = (await first_conn.get_raw_connection()).driver_connection
