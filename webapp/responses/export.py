@@ -17,7 +17,7 @@ import re
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing, suppress
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -31,7 +31,7 @@ from webapp.forms.definition import QuestionDef, questions_for
 from webapp.forms.models import Form, QuestionKind
 from webapp.responses.csvlines import FORMULA_STARTS, CsvLines, neutralise
 from webapp.responses.models import Answer, Response
-from webapp.responses.readmodel import ANSWERS_ARRAY_SQL
+from webapp.responses.readmodel import ANSWERS_ARRAY_SQL, BEFORE_EVERY_KEY
 from webapp.timeutil import utcnow
 
 BATCH_SIZE = 5_000  # responses per query on the portable path
@@ -95,7 +95,6 @@ _PG_ROWS = (
     "AND (r.submitted_at, r.id) <= ($5, $6) ORDER BY r.submitted_at, r.id"
 )
 Key = tuple[datetime, UUID]
-_START: Key = (datetime.min.replace(tzinfo=UTC), UUID(int=0))  # before every key
 # The ends of the batches, read from the (form_id, submitted_at, id) index alone: every
 # `size`-th key in export order, and the last one.
 _PG_BOUNDARIES = (
@@ -120,7 +119,7 @@ async def _pg_ranges(raw: Any, form_id: UUID, batch_size: int, limit: int | None
         last = await raw.fetchrow(_PG_LAST, form_id)
     if last is not None and (not keys or keys[-1] != (last[0], UUID(str(last[1])))):
         keys.append((last[0], UUID(str(last[1]))))
-    return list(zip([_START, *keys[:-1]], keys, strict=True)) if keys else []
+    return list(zip([BEFORE_EVERY_KEY, *keys[:-1]], keys, strict=True)) if keys else []
 
 
 async def _postgres_batches(engine: AsyncEngine, form_id: UUID, columns: Sequence[tuple[UUID, bool]],

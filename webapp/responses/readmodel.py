@@ -60,6 +60,8 @@ def columns(questions: Sequence[QuestionDef], answers: Sequence[Mapping[str, Any
 
 _FORMS = "SELECT DISTINCT form_id FROM responses WHERE answers_json IS NULL"
 _ORDER = "SELECT id FROM questions WHERE form_id = $1 ORDER BY position, id"
+# Before every (submitted_at, id) key: where a keyset walk over a form's responses starts.
+BEFORE_EVERY_KEY: tuple[datetime, UUID] = (datetime.min.replace(tzinfo=UTC), UUID(int=0))
 # Keyset batches on the (form_id, submitted_at, id) index: each batch starts where the last ended.
 _KEYS = ("SELECT submitted_at, id FROM responses WHERE form_id = $1 AND (submitted_at, id) > ($2, $3) "
          "ORDER BY submitted_at, id LIMIT $4")
@@ -81,7 +83,7 @@ async def backfill(engine: AsyncEngine, batch_size: int = 5_000) -> int:
         for (form_id,) in await raw.fetch(_FORMS):
             order = [row[0] for row in await raw.fetch(_ORDER, form_id)]
             stamp = order_stamp(order)
-            after: tuple[Any, Any] = (datetime.min.replace(tzinfo=UTC), UUID(int=0))
+            after: tuple[Any, Any] = BEFORE_EVERY_KEY
             while keys := await raw.fetch(_KEYS, form_id, *after, batch_size):
                 status = await raw.execute(_FILL, [k[1] for k in keys], order, stamp)  # autocommit: one batch
                 filled += int(status.split()[-1])
