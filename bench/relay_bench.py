@@ -1,6 +1,6 @@
 """Relay throughput: outbox rows published to RabbitMQ with publisher confirms, per second.
 
-    .venv/bin/python -m bench.relay_bench                      # 20,000 events, batch 100, one relay
+    .venv/bin/python -m bench.relay_bench                      # 20,000 events, the default batch, one relay
     .venv/bin/python -m bench.relay_bench --events 50000 --batch 500 --relays 2
 
 Uses a throwaway PostgreSQL database (as the tests do) and a throwaway RabbitMQ vhost, fills the
@@ -120,7 +120,7 @@ async def main(events: int, batch: int, relays: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=Settings().outbox_batch_size, help="default: OUTBOX_BATCH_SIZE's")
     parser.add_argument("--relays", type=int, default=1)
     args = parser.parse_args()
     run_process(main(args.events, args.batch, args.relays))  # the loop `formwright relay` runs on

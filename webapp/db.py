@@ -43,8 +43,10 @@ def _json_dumps(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
-def create_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
-    """One place that knows how to open each database with the right options."""
+def create_engine(settings: Settings, *, pool: bool = True, server_settings: dict[str, str] | None = None) -> AsyncEngine:
+    """One place that knows how to open each database with the right options.
+
+    `server_settings` are PostgreSQL settings for every connection of this engine (ignored on SQLite)."""
     url = settings.database_url
     # msgspec reads and writes JSON columns several times faster than the json module.
     kwargs: dict[str, Any] = {"echo": settings.db_echo, "json_serializer": _json_dumps,
@@ -67,7 +69,7 @@ def create_engine(settings: Settings, *, pool: bool = True) -> AsyncEngine:
                       pool_recycle=1800)
     else:
         kwargs["poolclass"] = NullPool
-    kwargs["connect_args"] = {"server_settings": {"application_name": "formwright"}}
+    kwargs["connect_args"] = {"server_settings": {"application_name": "formwright", **(server_settings or {})}}
     return create_async_engine(url, **kwargs)
 
 

@@ -108,7 +108,9 @@ class Settings:
     amqp_namespace: str = ""  # prefix for exchange and queue names, so tests can isolate themselves
     # Off for Settings() built in code (tests); from_env turns it on, so `make run` delivers in-process.
     embedded_delivery: bool = False
-    outbox_batch_size: int = 100
+    # Outbox rows per relay pass: each pass also pays three statements, a commit and a wait for
+    # confirms, so a bigger pass drains a backlog faster (100 → 250: +10-18 % in bench/relay_bench).
+    outbox_batch_size: int = 250
     outbox_poll_seconds: float = 1.0  # fallback when no LISTEN/NOTIFY wake-up arrives
     publish_timeout: float = 10.0
     retry_tiers: tuple[int, ...] = (10, 60, 600, 3600)
@@ -168,7 +170,7 @@ class Settings:
             login_attempts_per_15min=_int("LOGIN_ATTEMPTS_PER_15MIN", 10, minimum=1),
             amqp_namespace=_env("AMQP_NAMESPACE", ""),
             embedded_delivery=_bool("EMBEDDED_DELIVERY", True),
-            outbox_batch_size=_int("OUTBOX_BATCH_SIZE", 100, minimum=1),
+            outbox_batch_size=_int("OUTBOX_BATCH_SIZE", 250, minimum=1),
             outbox_poll_seconds=_seconds("OUTBOX_POLL_SECONDS", 1.0),
             publish_timeout=_seconds("AMQP_PUBLISH_TIMEOUT_SECONDS", 10.0),
             retry_tiers=_tiers("DELIVERY_RETRY_TIERS", "10,60,600,3600"),

@@ -29,6 +29,9 @@ from webapp.settings import Settings
 from webapp.timeutil import utcnow
 
 log = structlog.get_logger("webapp.deliveries.embedded")
+# Ledger rows run per pass, at most. A pass waits for all of them, and a claim older than
+# DELIVERY_CLAIM_TIMEOUT_SECONDS counts as abandoned, so a pass of one-at-a-time sends stays short.
+DUE_PER_PASS = 100
 
 
 class EmbeddedDispatcher:
@@ -73,7 +76,7 @@ class EmbeddedDispatcher:
             return 0
         async with self.sessionmaker() as session:
             rows = await ledger.due(session, kinds, now=utcnow(), stale_after=self.settings.delivery_claim_timeout,
-                                    limit=self.settings.outbox_batch_size)
+                                    limit=min(self.settings.outbox_batch_size, DUE_PER_PASS))
         by_kind: dict[str, list[Any]] = defaultdict(list)
         for delivery_id, kind in rows:
             by_kind[kind].append(delivery_id)

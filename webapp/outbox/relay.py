@@ -78,7 +78,9 @@ class Relay:
         self.settings = settings
         self.topology = broker.Topology.from_settings(settings)
         self.kinds = kinds if kinds is not None else load_integrations().kinds()
-        self.db = create_engine(settings, pool=True)
+        # The mark need not wait for its WAL flush: if a crash loses it, the rows are published
+        # again and the ledger absorbs the duplicates, as after a relay that dies before its commit.
+        self.db = create_engine(settings, pool=True, server_settings={"synchronous_commit": "off"})
         self.sessionmaker = async_sessionmaker(self.db, expire_on_commit=False)
         self.published = 0
         self._wake = asyncio.Event()
