@@ -7,8 +7,9 @@ and mark published only the rows the broker confirmed, in the same transaction. 
 publish was returned unroutable, nacked or timed out stays unpublished and is tried again.
 
 What can still happen is a duplicate: the relay dies after the broker confirmed and before the
-mark committed, and the next pass publishes the row again. Consumers absorb that in the ledger
-(one row per integration and event).
+mark committed (or the database crashes before flushing a mark: the relay's commits do not wait for
+the flush), and a later pass publishes the row again. Consumers absorb that in the ledger (one row
+per integration and event).
 
 It wakes on `NOTIFY formwright_outbox` (PostgreSQL; any writer may send it) and otherwise polls
 every OUTBOX_POLL_SECONDS. The submission transaction deliberately does not NOTIFY: PostgreSQL
