@@ -38,7 +38,7 @@ import asyncpg
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from aiormq import spec
-from aiormq.exceptions import DeliveryError, PublishError
+from aiormq.exceptions import ChannelInvalidStateError, DeliveryError, PublishError
 from sqlalchemy import Text, cast, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -151,7 +151,10 @@ class Relay:
 
     async def publish_batch(self, exchange: AbstractExchange) -> tuple[int, int]:
         """One pass; returns (rows taken, rows that failed to publish)."""
-        channel = await exchange.channel.get_underlay_channel()
+        try:
+            channel = await exchange.channel.get_underlay_channel()
+        except ChannelInvalidStateError as exc:  # a RuntimeError, not an AMQPError: name it for `run`
+            raise BrokerLost(f"the channel is closed: {exc}") from exc
         async with self.sessionmaker() as session, session.begin():
             rows = await self._claim(session)
             if not rows:
