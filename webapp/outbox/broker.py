@@ -19,7 +19,7 @@ Changing a queue's arguments needs a new name (tiers carry their delay in the na
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aio_pika
 import aiormq.abc
@@ -92,26 +92,34 @@ async def declare(channel: AbstractChannel, topology: Topology, kinds: list[str]
     return exchange
 
 
-def properties(event_id: str, event_type: str) -> spec.Basic.Properties:
-    """A persistent JSON message whose message_id is the event id (consumers dedupe on it)."""
-    return spec.Basic.Properties(content_type="application/json", delivery_mode=PERSISTENT,
-                                 message_id=event_id, message_type=event_type)
+class Outgoing(NamedTuple):
+    """A message ready to publish: persistent JSON whose message_id is the event id (consumers
+    dedupe on it), routed by the event's type."""
+
+    routing_key: str
+    body: bytes
+    properties: spec.Basic.Properties
 
 
-async def publish(channel: aiormq.abc.AbstractChannel, exchange: str, routing_key: str, body: bytes,
-                  props: spec.Basic.Properties, *, within: float) -> None:
+def outgoing(event_id: str, event_type: str, kind: str | None, body: bytes) -> Outgoing:
+    """The message for an event whose JSON is `body` (an outbox row's payload, as stored)."""
+    return Outgoing(routing_key(event_type, kind), body, spec.Basic.Properties(
+        content_type="application/json", delivery_mode=PERSISTENT, message_id=event_id, message_type=event_type))
+
+
+def event_message(event: dict[str, Any]) -> Outgoing:
+    return outgoing(event["event_id"], event["type"], event.get("kind"), msgspec.json.encode(event))
+
+
+async def publish(channel: aiormq.abc.AbstractChannel, exchange: str, message: Outgoing, *, within: float) -> None:
     """Publish with `mandatory` and wait for the broker's confirm.
 
     Raises PublishError when the message was returned unroutable, DeliveryError when nacked,
     TimeoutError when no confirm came `within` seconds. This is aiormq's publish, which aio-pika's
     `Exchange.publish` wraps: skipping the wrapper and its `Message` object saves 10-20 µs of CPU
     per message (65-70 against 79-89 µs in a loop that only publishes, measured here)."""
-    await channel.basic_publish(body, exchange=exchange, routing_key=routing_key, properties=props,
-                                mandatory=True, timeout=within)
-
-
-def encode(event: dict[str, Any]) -> bytes:
-    return msgspec.json.encode(event)
+    await channel.basic_publish(message.body, exchange=exchange, routing_key=message.routing_key,
+                                properties=message.properties, mandatory=True, timeout=within)
 
 
 def decode(body: bytes) -> Any:

@@ -31,13 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import aio_pika
+import aiormq.abc
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange
-from aiormq import spec
 from aiormq.exceptions import ChannelInvalidStateError, DeliveryError, PublishError
 from sqlalchemy import Text, cast, select, update
 from sqlalchemy.engine import make_url
@@ -63,9 +63,7 @@ class Claimed(NamedTuple):
     """An outbox row taken for publishing, with its message ready."""
 
     id: int
-    routing_key: str
-    body: bytes
-    properties: spec.Basic.Properties
+    message: broker.Outgoing
 
 
 class BrokerLost(Exception):
@@ -151,18 +149,13 @@ class Relay:
 
     async def publish_batch(self, exchange: AbstractExchange) -> tuple[int, int]:
         """One pass; returns (rows taken, rows that failed to publish)."""
-        try:
-            channel = await exchange.channel.get_underlay_channel()
-        except ChannelInvalidStateError as exc:  # a RuntimeError, not an AMQPError: name it for `run`
-            raise BrokerLost(f"the channel is closed: {exc}") from exc
+        channel = await self._underlay(exchange)
         async with self.sessionmaker() as session, session.begin():
             rows = await self._claim(session)
             if not rows:
                 return 0, 0
-            timeout = self.settings.publish_timeout
-            results = await asyncio.gather(
-                *(broker.publish(channel, exchange.name, row.routing_key, row.body, row.properties, within=timeout)
-                  for row in rows), return_exceptions=True)
+            results = await asyncio.gather(*(self._publish(channel, exchange, row.message) for row in rows),
+                                           return_exceptions=True)
             ok = [row.id for row, r in zip(rows, results, strict=True) if r is None]
             failed = [(row.id, r) for row, r in zip(rows, results, strict=True) if r is not None]
             now = utcnow()
@@ -201,8 +194,9 @@ class Relay:
         now = utcnow()
         async with self.sessionmaker() as session:
             rows = await ledger.overdue(session, idle, now=now, grace=self.settings.delivery_claim_timeout, limit=500)
+        underlay = await self._underlay(exchange)
         for delivery, kind in rows:
-            await self._publish(exchange, retry_event(delivery, kind, occurred_at=now))
+            await self._publish(underlay, exchange, broker.event_message(retry_event(delivery, kind, occurred_at=now)))
         if rows:
             log.warning("relay_reannounced_lost_deliveries", count=len(rows), kinds=sorted({k for _, k in rows}))
         return len(rows)
@@ -236,16 +230,21 @@ class Relay:
                     .order_by(OutboxEvent.id).limit(room))
             if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
-            rows += [Claimed(row_id, broker.routing_key(event_type, kind), payload.encode(),
-                             broker.properties(str(event_id), event_type))
+            rows += [Claimed(row_id, broker.outgoing(str(event_id), event_type, kind, payload.encode()))
                      for row_id, event_id, event_type, kind, payload in (await session.execute(stmt)).all()]
         return rows
 
-    async def _publish(self, exchange: AbstractExchange, event: dict[str, Any]) -> None:
-        channel = await exchange.channel.get_underlay_channel()
-        await broker.publish(channel, exchange.name, broker.routing_key(event["type"], event.get("kind")),
-                             broker.encode(event), broker.properties(event["event_id"], event["type"]),
-                             within=self.settings.publish_timeout)
+    @staticmethod
+    async def _underlay(exchange: AbstractExchange) -> aiormq.abc.AbstractChannel:
+        """The channel under aio-pika's, which `broker.publish` writes to."""
+        try:
+            return await exchange.channel.get_underlay_channel()
+        except ChannelInvalidStateError as exc:  # a RuntimeError, not an AMQPError: name it for `run`
+            raise BrokerLost(f"the channel is closed: {exc}") from exc
+
+    async def _publish(self, channel: aiormq.abc.AbstractChannel, exchange: AbstractExchange,
+                       message: broker.Outgoing) -> None:
+        await broker.publish(channel, exchange.name, message, within=self.settings.publish_timeout)
 
     async def _backoff(self, seconds: float) -> None:
         """Wait before reconnecting; only a stop cuts it short (wake-ups would make it spin)."""
